@@ -1,0 +1,1 @@
+"""bsnc: Budgeted Super Networks compiler."""

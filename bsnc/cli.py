@@ -1,0 +1,141 @@
+"""The `bsnc` command. The only place where an error becomes an exit code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from bsnc.errors import BsncError
+
+BSN_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+class _ReportedError(click.ClickException):
+    """A bsnc error shown as rendered (file:line:col, quoted line, caret), exit status 1."""
+
+    exit_code = 1
+
+    def __init__(self, error: BsncError):
+        super().__init__(error.render())
+        self.error = error
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.error.render(), err=True)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BsncError as exc:
+            raise _ReportedError(exc) from None
+
+
+def _parse_defines(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    defines: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{item!r}: expected NAME=VALUE, e.g. -D W=4", ctx=ctx, param=param)
+        defines[name.strip()] = value.strip()
+    return defines
+
+
+def defines_option(fn: Callable) -> Callable:
+    return click.option(
+        "-D", "--define", "defines", multiple=True, metavar="NAME=VALUE", callback=_parse_defines,
+        help="Override a network parameter, e.g. -D W=4 -D C=16. Repeatable.",
+    )(fn)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="bsnc")
+def main() -> None:
+    """bsnc: learn neural architectures under a cost budget (Budgeted Super Networks).
+
+    Write a super network in a .bsn file, check it, compile it to PyTorch, train it under a
+    budget and export the pruned architecture.
+
+    \b
+    Example:
+      bsnc check fabrics/cnf_w8.bsn
+      bsnc check fabrics/cnf.bsn -D W=4 -D C=16
+      bsnc fmt --check fabrics/cnf.bsn
+    """
+
+
+@main.command()
+@click.argument("file", type=BSN_FILE)
+@defines_option
+def check(file: Path, defines: dict[str, str]) -> None:
+    """Validate FILE and print a summary of its super network.
+
+    Reports layers, edges (stochastic and fixed), the parameter count of the full network and
+    the input and output shapes. Exits 1 with a located message on the first problem.
+
+    \b
+    Example:
+      bsnc check fabrics/resnet20.bsn
+      bsnc check fabrics/cnf.bsn -D W=2 -D C=16 -D size=8
+    """
+    from bsnc.frontend import load_network
+    from bsnc.summary import summary_lines
+
+    network = load_network(file, defines)
+    for line in summary_lines(network):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=BSN_FILE)
+@click.option("--check", "check_only", is_flag=True, help="Only check: exit 1 if a FILE is not in canonical form.")
+@click.option("-w", "--write", is_flag=True, help="Rewrite each FILE in place in canonical form.")
+def fmt(files: tuple[Path, ...], check_only: bool, write: bool) -> None:
+    """Print FILE in canonical form, or check or rewrite FILES.
+
+    Canonical form: four-space indentation, one statement per line, minimal parentheses;
+    comments and blank-line groups are kept.
+
+    \b
+    Example:
+      bsnc fmt fabrics/cnf.bsn
+      bsnc fmt --check fabrics/*.bsn
+      bsnc fmt -w my_fabric.bsn
+    """
+    from bsnc.errors import display_path
+    from bsnc.files import atomic_write_text
+    from bsnc.formatter import format_file
+    from bsnc.parser import parse, read_source
+
+    if check_only and write:
+        raise click.UsageError("--check and --write exclude each other")
+    if not (check_only or write) and len(files) > 1:
+        raise click.UsageError(f"got {len(files)} files; give one FILE to print, or use --check or --write")
+    unformatted = 0
+    for file in files:
+        shown = display_path(file)
+        text = read_source(file, shown)
+        canonical = format_file(parse(text, shown))
+        if check_only:
+            if canonical != text:
+                click.echo(f"{shown}: not in canonical form; run `bsnc fmt -w {shown}`", err=True)
+                unformatted += 1
+            else:
+                click.echo(f"{shown}: canonical")
+        elif write:
+            if canonical != text:
+                atomic_write_text(file, canonical)
+                click.echo(f"{shown}: reformatted")
+            else:
+                click.echo(f"{shown}: already canonical")
+        else:
+            click.echo(canonical, nl=False)
+    if unformatted:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

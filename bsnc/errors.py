@@ -1,0 +1,96 @@
+"""One error hierarchy. Every error about `.bsn` input carries a source span and renders as
+``file:line:col: message``, the quoted line and a caret under the span."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file: 1-based line and column, end inclusive of the last line."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int  # exclusive
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+# Source texts seen so far, keyed by the file name a Span carries, so that errors can quote them.
+_SOURCES: dict[str, str] = {}
+
+
+def register_source(name: str, text: str) -> None:
+    _SOURCES[name] = text
+
+
+def source_line(name: str, line: int) -> str | None:
+    text = _SOURCES.get(name)
+    if text is None:
+        return None
+    lines = text.splitlines()
+    if 1 <= line <= len(lines):
+        return lines[line - 1]
+    return "" if line == len(lines) + 1 else None
+
+
+class BsncError(Exception):
+    """Base of every error bsnc reports to a user. The CLI turns it into a message and exit 1."""
+
+    def render(self) -> str:
+        return f"error: {self}"
+
+
+@dataclass
+class Note:
+    message: str
+    span: Span | None = None
+
+
+class SourceError(BsncError):
+    """An error located in a `.bsn` file."""
+
+    def __init__(self, message: str, span: Span | None, notes: list[Note] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.notes: list[Note] = list(notes or [])
+
+    def render(self) -> str:
+        parts = [_render_located("error", self.message, self.span)]
+        for note in self.notes:
+            parts.append(_render_located("note", note.message, note.span))
+        return "\n".join(parts)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def _render_located(kind: str, message: str, span: Span | None) -> str:
+    if span is None:
+        return f"{kind}: {message}"
+    head = f"{span.file}:{span.line}:{span.column}: {kind}: {message}"
+    line = source_line(span.file, span.line)
+    if line is None:
+        return head
+    gutter = f"{span.line:>4} | "
+    width = span.end_column - span.column if span.end_line == span.line else len(line) - span.column + 1
+    caret = " " * (len(gutter) - 2) + "| " + " " * (span.column - 1) + "^" * max(1, width)
+    return f"{head}\n{gutter}{line.expandtabs(1)}\n{caret}"
+
+
+class UsageError(BsncError):
+    """A wrong command-line option or value: names the option and the value."""
+
+
+def display_path(path: Path) -> str:
+    """The path as a user would type it: relative to the working directory when below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,230 @@
+"""Evaluation of `.bsn` expressions: int, float, bool and str values, with located type errors
+and a bound on integer size."""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Callable, Mapping
+
+from bsnc import ast
+from bsnc.errors import SourceError
+from bsnc.ops import type_name
+
+Value = int | float | bool | str
+
+MAX_INT = 2**63 - 1
+
+
+class Scope:
+    """Names visible at a point of a file: a chain of dictionaries, innermost first."""
+
+    def __init__(self, values: Mapping[str, Value] | None = None, parent: Scope | None = None):
+        self.values: dict[str, Value] = dict(values or {})
+        self.parent = parent
+
+    def lookup(self, name: str) -> Value | None:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.values:
+                return scope.values[name]
+            scope = scope.parent
+        return None
+
+    def names(self) -> set[str]:
+        found: set[str] = set()
+        scope: Scope | None = self
+        while scope is not None:
+            found.update(scope.values)
+            scope = scope.parent
+        return found
+
+    def child(self, values: Mapping[str, Value] | None = None) -> Scope:
+        return Scope(values, self)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _checked(value: Value, node: ast.Node) -> Value:
+    if _is_int(value) and abs(value) > MAX_INT:
+        raise SourceError(f"integer out of range: the limit is ±(2**63 - 1), this is {_magnitude(value)}", node.span)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SourceError(f"arithmetic gives {value}; expected a finite number", node.span)
+    return value
+
+
+def _magnitude(value: int) -> str:
+    digits = len(str(abs(value)))
+    return f"about 10**{digits - 1}"
+
+
+def _log2(x: Value, node: ast.Node) -> Value:
+    if not _is_number(x) or x <= 0:
+        raise SourceError(f"log2 needs a positive number, got {x!r}", node.span)
+    if _is_int(x) and x & (x - 1) == 0:
+        return x.bit_length() - 1
+    return math.log2(x)
+
+
+def _to_int(x: Value, node: ast.Node) -> Value:
+    if isinstance(x, float):
+        return int(x)
+    if _is_int(x):
+        return x
+    raise SourceError(f"int() needs a number, got {type_name(x)} {x!r}", node.span)
+
+
+def _to_float(x: Value, node: ast.Node) -> Value:
+    if _is_number(x):
+        return float(x)
+    raise SourceError(f"float() needs a number, got {type_name(x)} {x!r}", node.span)
+
+
+def _abs(x: Value, node: ast.Node) -> Value:
+    if _is_number(x):
+        return abs(x)
+    raise SourceError(f"abs() needs a number, got {type_name(x)} {x!r}", node.span)
+
+
+def _minmax(pick: Callable[..., Any]) -> Callable[..., Value]:
+    def run(*args: Value, node: ast.Node) -> Value:
+        if not args:
+            raise SourceError(f"{pick.__name__}() needs at least one argument", node.span)
+        for a in args:
+            if not _is_number(a):
+                raise SourceError(f"{pick.__name__}() needs numbers, got {type_name(a)} {a!r}", node.span)
+        return pick(args)
+
+    return run
+
+
+FUNCTIONS: dict[str, tuple[int | None, Callable[..., Value]]] = {
+    "min": (None, _minmax(min)),
+    "max": (None, _minmax(max)),
+    "log2": (1, lambda x, node: _log2(x, node)),
+    "int": (1, lambda x, node: _to_int(x, node)),
+    "float": (1, lambda x, node: _to_float(x, node)),
+    "abs": (1, lambda x, node: _abs(x, node)),
+}
+
+_ARITH: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "//": operator.floordiv,
+    "%": operator.mod,
+}
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt,
+    "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
+
+
+def evaluate(expr: ast.Expr, scope: Scope) -> Value:
+    if isinstance(expr, (ast.IntLit, ast.FloatLit, ast.StrLit, ast.BoolLit)):
+        return _checked(expr.value, expr)
+    if isinstance(expr, ast.Var):
+        value = scope.lookup(expr.name)
+        if value is None:
+            raise SourceError(f"undefined name '{expr.name}'{_suggest(expr.name, scope.names())}", expr.span)
+        return value
+    if isinstance(expr, ast.Paren):
+        return evaluate(expr.expr, scope)
+    if isinstance(expr, ast.Call):
+        return _call(expr, scope)
+    if isinstance(expr, ast.UnaryOp):
+        v = evaluate(expr.operand, scope)
+        if expr.op == "not":
+            return not _need_bool(v, expr.operand, "not")
+        if not _is_number(v):
+            raise SourceError(f"unary '{expr.op}' needs a number, got {type_name(v)} {v!r}", expr.operand.span)
+        return -v if expr.op == "-" else v
+    if isinstance(expr, ast.BinOp):
+        return _binop(expr, scope)
+    raise TypeError(f"not an expression: {expr!r}")
+
+
+def _need_bool(v: Value, node: ast.Node, op: str) -> bool:
+    if not isinstance(v, bool):
+        raise SourceError(f"'{op}' needs true or false, got {type_name(v)} {v!r}", node.span)
+    return v
+
+
+def _binop(expr: ast.BinOp, scope: Scope) -> Value:
+    op = expr.op
+    if op in ("and", "or"):
+        left = _need_bool(evaluate(expr.left, scope), expr.left, op)
+        if (op == "and" and not left) or (op == "or" and left):
+            return left
+        return _need_bool(evaluate(expr.right, scope), expr.right, op)
+    a = evaluate(expr.left, scope)
+    b = evaluate(expr.right, scope)
+    if op in _COMPARE:
+        comparable = (_is_number(a) and _is_number(b)) or type(a) is type(b)
+        if not comparable or (isinstance(a, bool) and op not in ("==", "!=")):
+            raise SourceError(f"cannot compare {type_name(a)} {a!r} with {type_name(b)} {b!r} using '{op}'", expr.span)
+        return _COMPARE[op](a, b)
+    if op == "+" and isinstance(a, str) and isinstance(b, str):
+        return a + b
+    for side, v in ((expr.left, a), (expr.right, b)):
+        if not _is_number(v):
+            raise SourceError(f"'{op}' needs numbers, got {type_name(v)} {v!r}", side.span)
+    if op in ("<<", ">>"):
+        if not (_is_int(a) and _is_int(b)):
+            raise SourceError(f"'{op}' needs integers, got {a!r} and {b!r}", expr.span)
+        if b < 0:
+            raise SourceError(f"negative shift count {b}", expr.right.span)
+        if op == "<<" and (b > 63 or a.bit_length() + b > 64):
+            raise SourceError(f"integer out of range: {a} << {b} exceeds 2**63 - 1", expr.span)
+        return _checked(a << b if op == "<<" else a >> b, expr)
+    if op in ("/", "//", "%") and b == 0:
+        raise SourceError(f"division by zero in '{op}'", expr.right.span)
+    if op == "**":
+        return _power(a, b, expr)
+    return _checked(_ARITH[op](a, b), expr)
+
+
+def _power(a: Value, b: Value, expr: ast.BinOp) -> Value:
+    if _is_int(a) and _is_int(b) and b >= 0:
+        if abs(a) > 1 and b * math.log2(abs(a)) > 63:
+            raise SourceError(f"integer out of range: {a} ** {b} exceeds 2**63 - 1", expr.span)
+        return a**b
+    if a == 0 and b < 0:
+        raise SourceError("division by zero in '**'", expr.span)
+    try:
+        result = float(a) ** float(b)
+    except OverflowError:
+        raise SourceError(f"{a} ** {b} is too large", expr.span) from None
+    if isinstance(result, complex):
+        raise SourceError(f"{a} ** {b} is not a real number", expr.span)
+    return _checked(result, expr)
+
+
+def _call(expr: ast.Call, scope: Scope) -> Value:
+    entry = FUNCTIONS.get(expr.func)
+    if entry is None:
+        raise SourceError(
+            f"unknown function '{expr.func}'; expected one of {', '.join(sorted(FUNCTIONS))}", expr.span
+        )
+    arity, fn = entry
+    for a in expr.args:
+        if a.name is not None:
+            raise SourceError(f"{expr.func}() takes no named arguments", a.span)
+    if arity is not None and len(expr.args) != arity:
+        raise SourceError(f"{expr.func}() takes {arity} argument, got {len(expr.args)}", expr.span)
+    values = [evaluate(a.value, scope) for a in expr.args]
+    return _checked(fn(*values, node=expr), expr)
+
+
+def _suggest(name: str, candidates: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(candidates), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""

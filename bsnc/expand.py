@@ -1,0 +1,387 @@
+"""Expansion: network parameters, loops, conditions and module types turned into flat lists of
+layers and edges whose values are all resolved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from bsnc import ast
+from bsnc.errors import Note, SourceError, Span, UsageError
+from bsnc.evaluate import Scope, Value, evaluate
+from bsnc.ir import Edge, Layer, OpCall, ResolvedCall
+from bsnc.ops import REGISTRY, REQUIRED, check_value, type_name
+from bsnc.program import Program, Unit
+
+MAX_EDGES = 1_000_000
+MAX_LAYERS = 1_000_000
+MAX_ITERATIONS = 10_000_000
+MAX_MODULE_DEPTH = 32
+AGGREGATIONS = ("sum", "mean")
+PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+@dataclass
+class Flat:
+    """What a network's text says once every loop and condition is unrolled."""
+
+    name: str
+    params: dict[str, Value]
+    layers: list[Layer] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+    modules_used: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NetworkParam:
+    name: str
+    type: type
+    default: Value | None
+    span: Span | None
+
+
+def network_params(program: Program, name: str | None = None) -> tuple[ast.NetworkDef, list[NetworkParam]]:
+    """The network's definition and its parameters, alias defaults applied."""
+    name = name or program.network_name
+    item, _ = program.networks[name]
+    if isinstance(item, ast.NetworkDef):
+        return item, [_declared_param(p) for p in item.params]
+    if item.target not in program.networks:
+        raise SourceError(f"undefined network '{item.target}'; import the file that declares it", item.span)
+    if item.target == item.name:
+        raise SourceError(f"network '{item.name}' is defined as itself", item.span)
+    definition, params = network_params(program, item.target)
+    by_name = {p.name: p for p in params}
+    seen: set[str] = set()
+    for i, arg in enumerate(item.args):
+        if arg.name is None:
+            if i >= len(params):
+                raise SourceError(f"network '{item.target}' takes {len(params)} parameters, got more", arg.span)
+            target = params[i].name
+        elif arg.name not in by_name:
+            raise SourceError(
+                f"network '{item.target}' has no parameter '{arg.name}'; its parameters are {_names(params)}", arg.span
+            )
+        else:
+            target = arg.name
+        if target in seen:
+            raise SourceError(f"parameter '{target}' is given twice", arg.span)
+        seen.add(target)
+        p = by_name[target]
+        value = _coerce_param(p, evaluate(arg.value, Scope()), arg.value.span)
+        by_name[target] = NetworkParam(p.name, p.type, value, p.span)
+    return definition, [by_name[p.name] for p in params]
+
+
+def _names(params: list[NetworkParam]) -> str:
+    return ", ".join(p.name for p in params) or "(none)"
+
+
+def _declared_param(p: ast.Param) -> NetworkParam:
+    default = evaluate(p.default, Scope()) if p.default is not None else None
+    if p.type is None:
+        if default is None:
+            raise SourceError(f"parameter '{p.name}' needs a type or a default, e.g. `{p.name}: int = 1`", p.span)
+        typ: type = type(default)
+    elif p.type not in PARAM_TYPES:
+        raise SourceError(f"unknown type '{p.type}'; expected one of int, float, bool, str", p.span)
+    else:
+        typ = PARAM_TYPES[p.type]
+    param = NetworkParam(p.name, typ, None, p.span)
+    if default is not None:
+        default = _coerce_param(param, default, p.default.span if p.default else p.span)
+    return NetworkParam(p.name, typ, default, p.span)
+
+
+def _coerce_param(p: NetworkParam, value: Value, span: Span | None) -> Value:
+    if p.type is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not p.type:
+        raise SourceError(
+            f"parameter '{p.name}' is {p.type.__name__}, got {type_name(value)} {value!r}", span
+        )
+    return value
+
+
+def parse_override(param: NetworkParam, text: str) -> Value:
+    """A `-D name=value` value read as the parameter's type."""
+    where = f"-D {param.name}={text}"
+    if param.type is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise UsageError(f"{where}: parameter '{param.name}' is bool; expected true or false")
+    if param.type is int:
+        try:
+            return int(text.replace("_", ""), 10)
+        except ValueError:
+            raise UsageError(f"{where}: parameter '{param.name}' is int; expected a whole number") from None
+    if param.type is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise UsageError(f"{where}: parameter '{param.name}' is float; expected a number") from None
+    return text
+
+
+def resolve_params(params: list[NetworkParam], overrides: Mapping[str, Any], network: str) -> dict[str, Value]:
+    """Parameter values: defaults, then overrides (strings from -D, or Python values)."""
+    by_name = {p.name: p for p in params}
+    values: dict[str, Value] = {}
+    for key in overrides:
+        if key not in by_name:
+            raise UsageError(
+                f"-D {key}={overrides[key]}: network '{network}' has no parameter '{key}'; "
+                f"its parameters are {_names(params)}"
+            )
+    for p in params:
+        if p.name in overrides:
+            raw = overrides[p.name]
+            if isinstance(raw, str) and p.type is not str:
+                values[p.name] = parse_override(p, raw)
+            else:
+                try:
+                    values[p.name] = _coerce_param(p, raw, None)
+                except SourceError as exc:
+                    raise UsageError(f"-D {p.name}={raw!r}: {exc.message}") from None
+        elif p.default is None:
+            raise UsageError(f"network '{network}' needs a value for '{p.name}': pass -D {p.name}=VALUE")
+        else:
+            values[p.name] = p.default
+    return values
+
+
+def expand(program: Program, overrides: Mapping[str, Any] | None = None) -> Flat:
+    definition, params = network_params(program)
+    name = program.network_name
+    values = resolve_params(params, overrides or {}, name)
+    flat = Flat(name=name, params=values)
+    _Expander(program, flat).run(definition.body, Scope(values))
+    return flat
+
+
+class _Expander:
+    def __init__(self, program: Program, flat: Flat):
+        self.program = program
+        self.flat = flat
+        self.layer_spans: dict[str, Span | None] = {}
+        self.edge_spans: dict[str, Span | None] = {}
+        self.iterations = 0
+        self.modules_used: dict[str, None] = {}
+
+    def run(self, body: tuple[ast.Stmt, ...], scope: Scope) -> None:
+        self.block(body, scope.child())
+        self.flat.modules_used = list(self.modules_used)
+
+    def block(self, body: tuple[ast.Stmt, ...], scope: Scope) -> None:
+        for stmt in body:
+            self.stmt(stmt, scope)
+
+    def stmt(self, stmt: ast.Stmt, scope: Scope) -> None:
+        if isinstance(stmt, (ast.Comment, ast.Blank)):
+            return
+        if isinstance(stmt, ast.Let):
+            if stmt.name in scope.values:
+                raise SourceError(f"'{stmt.name}' is already defined in this block", stmt.span)
+            scope.values[stmt.name] = evaluate(stmt.value, scope)
+        elif isinstance(stmt, ast.LayerDecl):
+            self.layer(stmt, scope)
+        elif isinstance(stmt, ast.EdgeStmt):
+            self.edge(stmt, scope)
+        elif isinstance(stmt, ast.For):
+            self.loop(stmt, scope)
+        elif isinstance(stmt, ast.If):
+            cond = evaluate(stmt.cond, scope)
+            if not isinstance(cond, bool):
+                raise SourceError(f"an if condition must be true or false, got {type_name(cond)} {cond!r}", stmt.cond.span)
+            if cond:
+                self.block(stmt.then, scope.child())
+            elif stmt.orelse is not None:
+                self.block(stmt.orelse, scope.child())
+        else:
+            raise SourceError(f"{type(stmt).__name__.lower()} is not allowed inside a network", stmt.span)
+
+    def loop(self, stmt: ast.For, scope: Scope) -> None:
+        start = self.int_value(stmt.start, scope, "a loop bound")
+        stop = self.int_value(stmt.stop, scope, "a loop bound")
+        count = max(0, stop - start + 1)
+        if self.iterations + count > MAX_ITERATIONS:
+            raise SourceError(
+                f"loops unroll to more than {MAX_ITERATIONS:,} iterations (this one has {count:,})", stmt.span
+            )
+        direct_edges = sum(isinstance(s, ast.EdgeStmt) for s in stmt.body)
+        if len(self.flat.edges) + count * direct_edges > MAX_EDGES:
+            raise SourceError(
+                f"network unrolls to more than {MAX_EDGES:,} edges "
+                f"(this loop adds {count * direct_edges:,}); the limit is {MAX_EDGES:,}", stmt.span
+            )
+        self.iterations += count
+        for i in range(start, stop + 1):
+            self.block(stmt.body, scope.child({stmt.var: i}))
+
+    def int_value(self, expr: ast.Expr, scope: Scope, what: str) -> int:
+        value = evaluate(expr, scope)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SourceError(f"{what} must be an integer, got {type_name(value)} {value!r}", expr.span)
+        return value
+
+    def layer_name(self, name: ast.LayerName, scope: Scope) -> tuple[str, tuple[int, ...]]:
+        indices = tuple(self.int_value(i, scope, "a layer index") for i in name.indices)
+        for expr, value in zip(name.indices, indices):
+            if value < 0:
+                raise SourceError(f"a layer index must be >= 0, got {value}", expr.span)
+        return name.base + "".join(f"[{i}]" for i in indices), indices
+
+    def layer(self, decl: ast.LayerDecl, scope: Scope) -> None:
+        name, indices = self.layer_name(decl.name, scope)
+        if name in self.layer_spans:
+            raise SourceError(f"layer '{name}' is declared twice", decl.name.span,
+                              [Note("first declared here", self.layer_spans[name])])
+        if len(self.flat.layers) >= MAX_LAYERS:
+            raise SourceError(f"network unrolls to more than {MAX_LAYERS:,} layers", decl.span)
+        shape = tuple(self.int_value(d, scope, "a shape dimension") for d in decl.shape)
+        for expr, dim in zip(decl.shape, shape):
+            if dim < 1:
+                raise SourceError(f"a shape dimension must be >= 1, got {dim}", expr.span)
+        aggregate = decl.aggregate or "sum"
+        if aggregate not in AGGREGATIONS:
+            raise SourceError(f"unknown aggregation '{aggregate}'; expected one of {', '.join(AGGREGATIONS)}", decl.span)
+        post = self.ops(decl.post, scope)[0] if decl.post is not None else ()
+        position = None
+        if decl.at is not None:
+            position = tuple(self.number(e, scope, "a layout position") for e in decl.at)
+        self.layer_spans[name] = decl.name.span
+        self.flat.layers.append(
+            Layer(name, decl.name.base, indices, decl.kind, shape, aggregate, post, position, span=decl.name.span)
+        )
+
+    def number(self, expr: ast.Expr, scope: Scope, what: str) -> float:
+        value = evaluate(expr, scope)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise SourceError(f"{what} must be a number, got {type_name(value)} {value!r}", expr.span)
+        return value
+
+    def edge(self, stmt: ast.EdgeStmt, scope: Scope) -> None:
+        src, _ = self.layer_name(stmt.src, scope)
+        dst, _ = self.layer_name(stmt.dst, scope)
+        key = f"{src}->{dst}" + (f":{stmt.name}" if stmt.name else "")
+        if key in self.edge_spans:
+            hint = "" if stmt.name else "; give each a name with `as NAME`"
+            raise SourceError(f"edge '{key}' is declared twice{hint}", stmt.span,
+                              [Note("first declared here", self.edge_spans[key])])
+        if len(self.flat.edges) >= MAX_EDGES:
+            raise SourceError(f"network unrolls to more than {MAX_EDGES:,} edges; the limit is {MAX_EDGES:,}", stmt.span)
+        prob = None
+        if stmt.prob is not None:
+            if stmt.fixed:
+                raise SourceError("a fixed edge is always on; remove `prob`", stmt.prob.span)
+            prob = self.number(stmt.prob, scope, "an edge probability")
+            if not 0 < prob < 1:
+                raise SourceError(f"an edge probability must be between 0 and 1 (exclusive), got {prob}", stmt.prob.span)
+        ops, calls = self.ops(stmt.module, scope)
+        self.edge_spans[key] = stmt.span
+        self.flat.edges.append(Edge(
+            key, src, dst, stmt.name, stmt.fixed, ops, calls, float(prob) if prob is not None else None,
+            span=stmt.span, src_span=stmt.src.span, dst_span=stmt.dst.span,
+        ))
+
+    # --- module expressions ---------------------------------------------------------------
+
+    def ops(self, mod: ast.ModExpr, scope: Scope) -> tuple[tuple[OpCall, ...], tuple[ResolvedCall, ...]]:
+        ops: list[OpCall] = []
+        calls: list[ResolvedCall] = []
+        for call in mod.calls:
+            resolved = self.call(call, scope, site=call.span, stack=())
+            ops.extend(resolved[0])
+            calls.append(resolved[1])
+        return tuple(ops), tuple(calls)
+
+    def call(self, call: ast.ModCall, scope: Scope, site: Span | None, stack: tuple[str, ...]) -> tuple[list[OpCall], ResolvedCall]:
+        prim = REGISTRY.get(call.name)
+        if prim is not None:
+            given = self.match_args(call, [a.name for a in prim.args], prim.name, scope)
+            args = self.bind_primitive(call, given)
+            op = OpCall(prim.name, args, span=call.span, site=site)
+            return [op], ResolvedCall(call.name, _as_written(given))
+        if call.name not in self.program.modules:
+            known = sorted(set(REGISTRY) | set(self.program.modules))
+            from bsnc.evaluate import _suggest
+
+            raise SourceError(
+                f"unknown primitive or module '{call.name}'{_suggest(call.name, set(known))}", call.span
+            )
+        if call.name in stack:
+            chain = " -> ".join(stack + (call.name,))
+            raise SourceError(f"module type '{call.name}' uses itself: {chain}", call.span)
+        if len(stack) >= MAX_MODULE_DEPTH:
+            raise SourceError(f"module types nested more than {MAX_MODULE_DEPTH} deep", call.span)
+        definition, _unit = self.program.modules[call.name]
+        self.modules_used.setdefault(call.name)
+        given = self.match_args(call, [p.name for p in definition.params], f"module '{definition.name}'", scope)
+        bound = self.bind_module(definition, call, given)
+        inner_scope = Scope(bound)
+        ops: list[OpCall] = []
+        for inner in definition.body.calls:
+            inner_ops, _ = self.call(inner, inner_scope, site=site, stack=stack + (call.name,))
+            ops.extend(inner_ops)
+        return ops, ResolvedCall(call.name, _as_written(given))
+
+    def bind_primitive(self, call: ast.ModCall, given: dict[str, _Given]) -> tuple[tuple[str, Any], ...]:
+        prim = REGISTRY[call.name]
+        values: list[tuple[str, Any]] = []
+        for spec in prim.args:
+            if spec.name in given:
+                value, span, _ = given[spec.name]
+                problem = check_value(prim, spec, value)
+                if problem:
+                    raise SourceError(problem, span)
+                if spec.type is float and isinstance(value, int):
+                    value = float(value)
+            elif spec.default is REQUIRED:
+                raise SourceError(f"{prim.name} needs argument '{spec.name}' ({spec.doc or spec.type_name()}), e.g. {prim.example}", call.span)
+            else:
+                value = spec.default
+            values.append((spec.name, value))
+        return tuple(values)
+
+    def bind_module(self, definition: ast.ModuleDef, call: ast.ModCall, given: dict[str, _Given]) -> dict[str, Value]:
+        bound: dict[str, Value] = {}
+        for p in definition.params:
+            if p.name in given:
+                bound[p.name] = given[p.name][0]
+            elif p.default is not None:
+                bound[p.name] = evaluate(p.default, Scope(bound))
+            else:
+                raise SourceError(f"module '{definition.name}' needs argument '{p.name}'", call.span,
+                                  [Note(f"'{definition.name}' is defined here", definition.span)])
+        return bound
+
+    def match_args(self, call: ast.ModCall, names: list[str], what: str, scope: Scope) -> dict[str, _Given]:
+        given: dict[str, _Given] = {}
+        positional = True
+        for i, arg in enumerate(call.args):
+            if arg.name is None:
+                if not positional:
+                    raise SourceError("a positional argument cannot follow a named one", arg.span)
+                if i >= len(names):
+                    raise SourceError(f"{what} takes {len(names)} argument{'s' if len(names) != 1 else ''}, got {len(call.args)}", arg.span)
+                name = names[i]
+            else:
+                positional = False
+                if arg.name not in names:
+                    listing = ", ".join(names) if names else "none"
+                    raise SourceError(f"{what} has no argument '{arg.name}'; its arguments are: {listing}", arg.span)
+                name = arg.name
+            if name in given:
+                raise SourceError(f"argument '{name}' of {what} is given twice", arg.span)
+            given[name] = (evaluate(arg.value, scope), arg.value.span, arg.name is None)
+        return given
+
+
+_Given = tuple[Value, "Span | None", bool]  # value, where written, positional
+
+
+def _as_written(given: dict[str, _Given]) -> tuple[tuple[str | None, Value], ...]:
+    return tuple((None if positional else name, value) for name, (value, _, positional) in given.items())

@@ -1,0 +1,492 @@
+"""Text to syntax tree: one cached Lark LALR parser, its errors wrapped into located ones.
+
+The tree is built while parsing (Lark's inline transformer), so no recursion depends on how
+deeply a file nests; nesting limits are checked here instead, with located errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import lark
+from lark import Lark, Token, Transformer, v_args
+
+from bsnc import ast
+from bsnc.errors import SourceError, Span, register_source
+
+MAX_EXPR_DEPTH = 100
+MAX_BLOCK_DEPTH = 32
+MAX_SOURCE_BYTES = 16 * 1024 * 1024
+
+_TERMINAL_NAMES = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": 'a string "..."',
+    "COMP_OP": "a comparison",
+    "ADD_OP": "'+' or '-'",
+    "MUL_OP": "'*', '/', '//' or '%'",
+    "$END": "end of file",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _lark() -> Lark:
+    grammar = resources.files("bsnc.grammars").joinpath("bsn.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def read_source(path: Path, shown_as: str) -> str:
+    """The file's text, refusing what is not UTF-8 with the position of the first bad byte."""
+    data = path.read_bytes()
+    if len(data) > MAX_SOURCE_BYTES:
+        raise SourceError(
+            f"file is {len(data):,} bytes; the limit is {MAX_SOURCE_BYTES:,}",
+            Span(shown_as, 1, 1, 1, 2),
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        good = data[: exc.start].decode("utf-8")
+        line = good.count("\n") + 1
+        column = len(good) - (good.rfind("\n") + 1) + 1
+        register_source(shown_as, good + "\ufffd" + data[exc.end :].decode("utf-8", "replace"))
+        raise SourceError(
+            f"file is not valid UTF-8: byte 0x{data[exc.start]:02x} cannot start a character here",
+            Span(shown_as, line, column, line, column + 1),
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text
+
+
+def parse(text: str, file: str = "<string>") -> ast.File:
+    """Parse `.bsn` text into a File node; ``file`` is the name spans and errors show."""
+    register_source(file, text)
+    builder = _TreeBuilder(file)
+    try:
+        tree = _lark().parse(text)
+        items = builder.transform(tree)
+    except lark.exceptions.VisitError as exc:
+        if isinstance(exc.orig_exc, SourceError):
+            raise exc.orig_exc from None
+        raise
+    except lark.exceptions.UnexpectedInput as exc:
+        raise _syntax_error(exc, text, file) from None
+    comments = _scan_comments(text)
+    return ast.File(path=file, items=_attach_comments(items, comments, file), span=None)
+
+
+def _scan_comments(text: str) -> list[Token]:
+    """Comments outside string literals, as tokens with line and column (Lark drops ignored
+    tokens, and the text is already known to lex, so a plain scan finds them)."""
+    found: list[Token] = []
+    line, col, i, n = 1, 1, 0, len(text)
+    in_string = False
+    while i < n:
+        ch = text[i]
+        if in_string:
+            if ch == "\\" and i + 1 < n:
+                i += 2
+                col += 2
+                continue
+            if ch == '"' or ch == "\n":
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "#":
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            tok = Token("COMMENT", text[i:end].rstrip())
+            tok.line, tok.column = line, col
+            found.append(tok)
+            col += end - i
+            i = end
+            continue
+        if ch == "\n":
+            line, col = line + 1, 1
+        else:
+            col += 1
+        i += 1
+    return found
+
+
+# --- syntax errors -----------------------------------------------------------------------
+
+
+def _describe_terminal(name: str) -> str:
+    if name in _TERMINAL_NAMES:
+        return _TERMINAL_NAMES[name]
+    try:
+        pattern = _lark().get_terminal(name).pattern
+    except KeyError:
+        return name.lower()
+    if isinstance(pattern, lark.lexer.PatternStr):
+        return f"'{pattern.value}'"
+    return name.lower()
+
+
+def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, file: str) -> SourceError:
+    line = getattr(exc, "line", 1) or 1
+    column = getattr(exc, "column", 1) or 1
+    if isinstance(exc, lark.exceptions.UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        if char == '"':
+            message = "unterminated string: a string must end with '\"' on the same line"
+        else:
+            message = f"unexpected character {char!r}"
+        return SourceError(message, Span(file, line, column, line, column + 1))
+    if isinstance(exc, lark.exceptions.UnexpectedToken):
+        token = exc.token
+        expected = sorted({_describe_terminal(t) for t in exc.expected})
+        if token.type == "$END":
+            line, column = _end_position(text)
+            got, width = "end of file", 1
+        else:
+            got, width = f"'{token.value}'", max(1, len(str(token.value)))
+        want = expected[0] if len(expected) == 1 else "one of " + ", ".join(expected)
+        return SourceError(f"unexpected {got}; expected {want}", Span(file, line, column, line, column + width))
+    line, column = _end_position(text)
+    return SourceError("unexpected end of file", Span(file, line, column, line, column + 1))
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    stripped = text.rstrip()
+    line = stripped.count("\n") + 1
+    column = len(stripped) - (stripped.rfind("\n") + 1) + 1
+    return line, column
+
+
+# --- tree to AST -------------------------------------------------------------------------
+
+
+def _fold(items: Sequence[Any], make: Callable[[str, Any, Any], Any]) -> Any:
+    result = items[0]
+    for i in range(1, len(items), 2):
+        result = make(str(items[i]), result, items[i + 1])
+    return result
+
+
+class _TreeBuilder(Transformer):
+    """Turns the Lark tree into ast nodes with spans, checking nesting limits on the way.
+
+    Lark's Transformer visits bottom-up through an explicit stack of subtrees; deep nesting is
+    refused below by depth bookkeeping before anything recursive sees the tree.
+    """
+
+    def __init__(self, file: str):
+        super().__init__(visit_tokens=True)
+        self.file = file
+        self.depth: dict[int, int] = {}
+
+    def transform(self, tree: lark.Tree) -> Any:
+        # Lark's Transformer.transform recurses through the tree; bound the tree's depth first.
+        self._check_tree_depth(tree)
+        return super().transform(tree)
+
+    def _check_tree_depth(self, tree: lark.Tree) -> None:
+        stack: list[tuple[Any, int, int]] = [(tree, 0, 0)]
+        while stack:
+            node, expr_depth, block_depth = stack.pop()
+            if not isinstance(node, lark.Tree):
+                continue
+            kind = node.data
+            if kind in ("block",):
+                block_depth += 1
+                if block_depth > MAX_BLOCK_DEPTH:
+                    raise SourceError(
+                        f"blocks nested more than {MAX_BLOCK_DEPTH} deep",
+                        self._span(node.meta),
+                    )
+            if kind in _EXPR_RULES:
+                # a chain `a + b + c` folds into nested operations: count each operator
+                expr_depth += max(1, (len(node.children) - 1) // 2)
+                if expr_depth > MAX_EXPR_DEPTH:
+                    raise SourceError(
+                        f"expression nested more than {MAX_EXPR_DEPTH} deep",
+                        self._span(node.meta),
+                    )
+            else:
+                expr_depth = 0
+            for child in node.children:
+                stack.append((child, expr_depth, block_depth))
+
+    def _span(self, meta: Any) -> Span | None:
+        if getattr(meta, "empty", True):
+            return None
+        return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _tok_span(self, tok: Token) -> Span:
+        return Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+    # terminals
+    def NAME(self, tok: Token) -> Token:
+        return tok
+
+    # expressions
+    @v_args(meta=True)
+    def int_lit(self, meta, children):
+        return ast.IntLit(int(children[0]), span=self._span(meta))
+
+    @v_args(meta=True)
+    def float_lit(self, meta, children):
+        return ast.FloatLit(float(children[0]), span=self._span(meta))
+
+    @v_args(meta=True)
+    def str_lit(self, meta, children):
+        return ast.StrLit(_unquote(str(children[0])), span=self._span(meta))
+
+    @v_args(meta=True)
+    def true_lit(self, meta, children):
+        return ast.BoolLit(True, span=self._span(meta))
+
+    @v_args(meta=True)
+    def false_lit(self, meta, children):
+        return ast.BoolLit(False, span=self._span(meta))
+
+    @v_args(meta=True)
+    def var(self, meta, children):
+        return ast.Var(str(children[0]), span=self._span(meta))
+
+    @v_args(meta=True)
+    def paren(self, meta, children):
+        return ast.Paren(children[0], span=self._span(meta))
+
+    @v_args(meta=True)
+    def call(self, meta, children):
+        name, args = children
+        return ast.Call(str(name), tuple(args or ()), span=self._span(meta))
+
+    def _binop(self, children):
+        def make(op, left, right):
+            span = Span(self.file, left.span.line, left.span.column, right.span.end_line, right.span.end_column)
+            return ast.BinOp(op, left, right, span=span)
+
+        return _fold(children, make)
+
+    or_expr = and_expr = shift_expr = arith = term = comparison = _binop
+
+    @v_args(meta=True)
+    def power(self, meta, children):
+        return ast.BinOp("**", children[0], children[2], span=self._span(meta))
+
+    @v_args(meta=True)
+    def unary(self, meta, children):
+        return ast.UnaryOp(str(children[0]), children[1], span=self._span(meta))
+
+    @v_args(meta=True)
+    def not_op(self, meta, children):
+        return ast.UnaryOp("not", children[0], span=self._span(meta))
+
+    @v_args(meta=True)
+    def kwarg(self, meta, children):
+        return ast.Arg(str(children[0]), children[1], span=self._span(meta))
+
+    def args(self, children):
+        return tuple(c if isinstance(c, ast.Arg) else ast.Arg(None, c, span=c.span) for c in children)
+
+    # module expressions
+    @v_args(meta=True)
+    def modcall(self, meta, children):
+        name, args = children
+        text_has_parens = meta.end_column - meta.column > len(name) or meta.end_line != meta.line
+        return ast.ModCall(str(name), tuple(args or ()), has_parens=text_has_parens, span=self._span(meta))
+
+    @v_args(meta=True)
+    def modexpr(self, meta, children):
+        calls = tuple(c for c in children if isinstance(c, ast.ModCall))
+        return ast.ModExpr(calls, span=self._span(meta))
+
+    # declarations
+    @v_args(meta=True)
+    def param(self, meta, children):
+        name, type_, default = children
+        return ast.Param(str(name), str(type_) if type_ is not None else None, default, span=self._span(meta))
+
+    def params(self, children):
+        return tuple(children)
+
+    @v_args(meta=True)
+    def import_stmt(self, meta, children):
+        return ast.Import(_unquote(str(children[0])), span=self._span(meta))
+
+    @v_args(meta=True)
+    def module_def(self, meta, children):
+        name, params, body = children
+        return ast.ModuleDef(str(name), tuple(params or ()), body, span=self._span(meta))
+
+    @v_args(meta=True)
+    def network_def(self, meta, children):
+        name, params, body = children
+        return ast.NetworkDef(str(name), tuple(params or ()), body, span=self._span(meta))
+
+    @v_args(meta=True)
+    def network_alias(self, meta, children):
+        name, target, args = children
+        return ast.NetworkAlias(str(name), str(target), tuple(args or ()), span=self._span(meta))
+
+    def block(self, children):
+        return tuple(children)
+
+    @v_args(meta=True)
+    def let_stmt(self, meta, children):
+        return ast.Let(str(children[0]), children[1], span=self._span(meta))
+
+    def index(self, children):
+        return children[0]
+
+    @v_args(meta=True)
+    def layer_name(self, meta, children):
+        return ast.LayerName(str(children[0]), tuple(children[1:]), span=self._span(meta))
+
+    def shape(self, children):
+        return tuple(children)
+
+    def aggregate(self, children):
+        return children[0]
+
+    def post(self, children):
+        return children[0]
+
+    def at(self, children):
+        return (children[0], children[1])
+
+    def _layer(self, kind, meta, name, shape, aggregate=None, post=None, at=None):
+        agg = str(aggregate) if aggregate is not None else None
+        return ast.LayerDecl(kind, name, shape, agg, post, at, span=self._span(meta))
+
+    @v_args(meta=True)
+    def input_decl(self, meta, children):
+        return self._layer("input", meta, children[0], children[1], at=children[2])
+
+    @v_args(meta=True)
+    def output_decl(self, meta, children):
+        return self._layer("output", meta, *children)
+
+    @v_args(meta=True)
+    def layer_decl(self, meta, children):
+        return self._layer("layer", meta, *children)
+
+    @v_args(meta=True)
+    def edge_stmt(self, meta, children):
+        fixed, src, dst, name, module, prob = children
+        return ast.EdgeStmt(fixed is not None, src, dst, str(name) if name is not None else None,
+                            module, prob, span=self._span(meta))
+
+    @v_args(meta=True)
+    def for_stmt(self, meta, children):
+        var, start, stop, body = children
+        return ast.For(str(var), start, stop, body, span=self._span(meta))
+
+    @v_args(meta=True)
+    def if_stmt(self, meta, children):
+        cond, then, orelse = children
+        body, else_line = orelse if orelse is not None else (None, None)
+        return ast.If(cond, then, body, else_line=else_line, span=self._span(meta))
+
+    @v_args(meta=True)
+    def else_clause(self, meta, children):
+        (body,) = children
+        return ((body,) if isinstance(body, ast.If) else body), meta.line
+
+    def start(self, children):
+        return list(children)
+
+
+_EXPR_RULES = frozenset(
+    "or_expr and_expr not_op comparison shift_expr arith term unary power call paren".split()
+)
+
+
+def _unquote(text: str) -> str:
+    body = text[1:-1]
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            nxt = body[i + 1]
+            out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+# --- comments and blank lines ------------------------------------------------------------
+
+
+def _attach_comments(items: list[ast.Stmt], comments: list[Token], file: str) -> tuple[ast.Stmt, ...]:
+    """Put each comment where the formatter can print it again: as a trailing comment of the
+    statement on its line, or as a Comment statement in the innermost block around it."""
+    pending = sorted(comments, key=lambda t: (t.line, t.column))
+    return _place(items, pending, 0, 10**9, file)
+
+
+def _place(stmts: Sequence[ast.Stmt], comments: list[Token], first: int, last: int, file: str) -> tuple[ast.Stmt, ...]:
+    mine = [c for c in comments if first <= c.line <= last]
+    out: list[ast.Stmt] = []
+    prev_end: int | None = None
+    for stmt in stmts:
+        span = stmt.span
+        assert span is not None
+        before = [c for c in mine if c.line < span.line and (prev_end is None or c.line > prev_end)]
+        for c in before:
+            _add_gap(out, prev_end, c.line)
+            out.append(ast.Comment(str(c), span=Span(file, c.line, c.column, c.line, c.column + len(c))))
+            prev_end = c.line
+        _add_gap(out, prev_end, span.line)
+        inside = [c for c in mine if span.line <= c.line <= span.end_line]
+        out.append(_with_comments(stmt, inside, file))
+        prev_end = span.end_line
+    trailing = [c for c in mine if prev_end is None or c.line > prev_end]
+    for c in trailing:
+        _add_gap(out, prev_end, c.line)
+        out.append(ast.Comment(str(c), span=Span(file, c.line, c.column, c.line, c.column + len(c))))
+        prev_end = c.line
+    return tuple(out)
+
+
+def _add_gap(out: list[ast.Stmt], prev_end: int | None, line: int) -> None:
+    if prev_end is not None and line > prev_end + 1 and out and not isinstance(out[-1], ast.Blank):
+        out.append(ast.Blank())
+
+
+def _with_comments(stmt: ast.Stmt, comments: list[Token], file: str) -> ast.Stmt:
+    """Comments within a statement's lines: block bodies get theirs placed inside; a comment on
+    the statement's first line (before its block opens) becomes its trailing comment."""
+    span = stmt.span
+    assert span is not None
+    if isinstance(stmt, ast.NetworkDef):
+        head = [c for c in comments if c.line == span.line]
+        body = _place(stmt.body, [c for c in comments if c.line > span.line and c.line < span.end_line], span.line + 1, span.end_line - 1, file)
+        return dataclasses.replace(stmt, body=body, comment=_join(head))
+    if isinstance(stmt, ast.For):
+        head = [c for c in comments if c.line == span.line]
+        body = _place(stmt.body, [c for c in comments if span.line < c.line < span.end_line], span.line + 1, span.end_line - 1, file)
+        return dataclasses.replace(stmt, body=body, comment=_join(head))
+    if isinstance(stmt, ast.If):
+        head = [c for c in comments if c.line == span.line]
+        else_line = stmt.else_line if stmt.else_line is not None else span.end_line
+        then = _place(stmt.then, [c for c in comments if span.line < c.line < else_line], span.line + 1, else_line - 1, file)
+        orelse = stmt.orelse
+        if orelse is not None:
+            rest = [c for c in comments if else_line <= c.line <= span.end_line]
+            nested = orelse[0]
+            if len(orelse) == 1 and isinstance(nested, ast.If) and nested.span is not None and nested.span.line == else_line:
+                orelse = (_with_comments(nested, rest, file),)
+            else:
+                orelse = _place(orelse, [c for c in rest if c.line < span.end_line], else_line, span.end_line - 1, file)
+        return dataclasses.replace(stmt, then=then, orelse=orelse, comment=_join(head))
+    return dataclasses.replace(stmt, comment=_join(comments)) if comments else stmt
+
+
+def _join(comments: list[Token]) -> str | None:
+    if not comments:
+        return None
+    return " ".join(str(c) for c in comments)

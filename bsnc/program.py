@@ -1,0 +1,122 @@
+"""Loading a `.bsn` file with its imports into one program: module types and networks by name."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bsnc import ast
+from bsnc.errors import BsncError, Note, SourceError, display_path
+from bsnc.ops import REGISTRY
+from bsnc.parser import parse, read_source
+
+MAX_IMPORT_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One parsed file."""
+
+    path: Path
+    shown: str  # the name errors use
+    text: str
+    tree: ast.File
+
+
+@dataclass
+class Program:
+    root: Unit
+    units: list[Unit] = field(default_factory=list)
+    modules: dict[str, tuple[ast.ModuleDef, Unit]] = field(default_factory=dict)
+    networks: dict[str, tuple[ast.NetworkDef | ast.NetworkAlias, Unit]] = field(default_factory=dict)
+
+    @property
+    def network_name(self) -> str:
+        own = [i for i in self.root.tree.items if isinstance(i, (ast.NetworkDef, ast.NetworkAlias))]
+        return own[0].name
+
+    def source_hash(self) -> str:
+        """SHA-256 over every file's text, root first, imports in load order."""
+        digest = hashlib.sha256()
+        for unit in self.units:
+            digest.update(unit.text.encode("utf-8"))
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+
+def load_program(path: str | Path) -> Program:
+    """Parse ``path`` and everything it imports; refuses a file without exactly one network."""
+    path = Path(path)
+    if not path.is_file():
+        raise BsncError(f"{path}: no such file")
+    shown = display_path(path)
+    root = _load_unit(path, shown)
+    program = Program(root=root)
+    _add_unit(program, root, stack=[path.resolve()])
+    own = [i for i in root.tree.items if isinstance(i, (ast.NetworkDef, ast.NetworkAlias))]
+    if not own:
+        raise SourceError("this file declares no network; expected `network NAME(...) { ... }`",
+                          _file_start(shown))
+    if len(own) > 1:
+        raise SourceError(
+            f"a file declares one network; this one also declares '{own[0].name}'",
+            own[1].span,
+            [Note("first network here", own[0].span)],
+        )
+    return program
+
+
+def parse_text(text: str, name: str = "<string>") -> Program:
+    """A program from text with no imports (for tests and the Python API)."""
+    tree = parse(text, name)
+    unit = Unit(Path(name), name, text, tree)
+    program = Program(root=unit)
+    _add_unit(program, unit, stack=[Path(name)])
+    return program
+
+
+def _file_start(shown: str):
+    from bsnc.errors import Span
+
+    return Span(shown, 1, 1, 1, 2)
+
+
+def _load_unit(path: Path, shown: str) -> Unit:
+    text = read_source(path, shown)
+    return Unit(path, shown, text, parse(text, shown))
+
+
+def _add_unit(program: Program, unit: Unit, stack: list[Path]) -> None:
+    program.units.append(unit)
+    for item in unit.tree.items:
+        if isinstance(item, ast.Import):
+            _import(program, unit, item, stack)
+        elif isinstance(item, ast.ModuleDef):
+            if item.name in REGISTRY:
+                raise SourceError(f"module '{item.name}' would hide the primitive of that name; choose another name", item.span)
+            _define(program.modules, item, unit, "module type")
+        elif isinstance(item, (ast.NetworkDef, ast.NetworkAlias)):
+            _define(program.networks, item, unit, "network")
+
+
+def _define(table: dict, item, unit: Unit, what: str) -> None:
+    if item.name in table:
+        first, _ = table[item.name]
+        raise SourceError(f"{what} '{item.name}' is defined twice", item.span, [Note("first defined here", first.span)])
+    table[item.name] = (item, unit)
+
+
+def _import(program: Program, unit: Unit, item: ast.Import, stack: list[Path]) -> None:
+    target = (unit.path.parent / item.path).resolve()
+    if target in stack:
+        chain = " -> ".join(p.name for p in stack[stack.index(target):] + [target])
+        raise SourceError(f"import cycle: {chain}", item.span)
+    if len(stack) >= MAX_IMPORT_DEPTH:
+        raise SourceError(f"imports nested more than {MAX_IMPORT_DEPTH} deep", item.span)
+    if any(u.path.resolve() == target for u in program.units):
+        return  # already loaded through another import
+    if not target.is_file():
+        raise SourceError(f"cannot import \"{item.path}\": no file {display_path(target)}", item.span)
+    imported = _load_unit(target, display_path(target))
+    _add_unit(program, imported, stack + [target])

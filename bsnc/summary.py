@@ -1,0 +1,39 @@
+"""Human-readable summaries of a checked network."""
+
+from __future__ import annotations
+
+from bsnc.ir import Network
+from bsnc.ops import format_shape
+
+
+def human(value: float, unit: str = "") -> str:
+    """1234567 -> '1.23 M'; small values stay as they are."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.2f} {prefix}{unit}".rstrip()
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.3g} {unit}".rstrip()
+    return f"{int(value)} {unit}".rstrip()
+
+
+def _value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def summary_lines(network: Network) -> list[str]:
+    stochastic = len(network.stochastic_edges)
+    params = network.param_count()
+    inp, out = network.layer(network.input), network.layer(network.output)
+    rows = [
+        ("parameters", ", ".join(f"{k}={_value(v)}" for k, v in network.params.items()) or "(none)"),
+        ("input", f"{inp.name} {format_shape(inp.shape)}"),
+        ("output", f"{out.name} {format_shape(out.shape)}"),
+        ("layers", f"{len(network.layers)}"),
+        ("edges", f"{len(network.edges)} ({stochastic} stochastic, {len(network.edges) - stochastic} fixed)"),
+        ("weights", f"{params:,} ({human(params)}) in the full network"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    head = f"{network.source}: network {network.name} is valid"
+    return [head] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
