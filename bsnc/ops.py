@@ -35,6 +35,15 @@ class ArgSpec:
         return " or ".join(t.__name__ for t in types if t is not type(None))
 
 
+_TORCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "nn.Conv2d": {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True},
+    "nn.Linear": {"bias": True},
+    "nn.MaxPool2d": {"padding": 0},
+    "nn.AvgPool2d": {"padding": 0},
+    "nn.Upsample": {"mode": "nearest"},
+}
+
+
 @dataclass(frozen=True)
 class ModuleSpec:
     """How to build a torch module: a constructor name (``nn.X`` or a helper of bsnc.nn) and
@@ -44,7 +53,10 @@ class ModuleSpec:
     kwargs: tuple[tuple[str, Any], ...]
 
     def source(self) -> str:
-        return f"{self.ctor}({', '.join(f'{k}={v!r}' for k, v in self.kwargs)})"
+        """Constructor call text; keyword arguments equal to torch's defaults are left out."""
+        defaults = _TORCH_DEFAULTS.get(self.ctor, {})
+        shown = [(k, v) for k, v in self.kwargs if k not in defaults or defaults[k] != v or type(defaults[k]) is not type(v)]
+        return f"{self.ctor}({', '.join(f'{k}={v!r}' for k, v in shown)})"
 
     def build(self) -> Any:
         from bsnc import nn as helpers

@@ -1,0 +1,174 @@
+"""PyTorch source from a checked network, through the Jinja2 templates in bsnc.templates.
+
+Every literal is rendered here with repr() and every name from `.bsn` text passes through a
+Namespace before it reaches a template; templates only paste the prepared strings."""
+
+from __future__ import annotations
+
+import functools
+import re
+import inspect
+from dataclasses import dataclass
+from importlib import resources
+
+import jinja2
+
+from bsnc import __version__
+from bsnc import nn as helpers
+from bsnc.ir import Edge, Layer, Network
+from bsnc.namespace import Namespace, sanitise
+from bsnc.ops import REGISTRY
+from bsnc.runtime import DEFAULT_LOGIT, logit
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    root = resources.files("bsnc.templates")
+
+    def load(name: str) -> str:
+        return root.joinpath(name).read_text(encoding="utf-8")
+
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(load),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+@dataclass(frozen=True)
+class _EdgeView:
+    index: int
+    ident: str
+    key: str  # repr() of the key
+    src_var: str
+    module_lines: list[str]
+    location: str  # "file:line" of the .bsn source
+
+
+@dataclass(frozen=True)
+class _LayerView:
+    index: int
+    var: str
+    name: str  # repr()
+    post_ident: str | None
+    post_source: str | None
+    mean: bool
+    edges: list[_EdgeView]
+    location: str
+    shape: str
+
+
+def _location(span) -> str:
+    """``file:line`` for a comment; a file name with unusual characters goes through repr()."""
+    if span is None:
+        return "generated"
+    name = span.file if re.fullmatch(r"[A-Za-z0-9_./+-]+", span.file) else repr(span.file)
+    return f"{name}:{int(span.line)}"
+
+
+def _module_lines(edge: Edge) -> list[str]:
+    return [spec.source() for spec in edge.module_specs()]
+
+
+def _post_source(layer: Layer) -> str | None:
+    if not layer.post:
+        return None
+    specs = []
+    shape = layer.shape
+    for op in layer.post:
+        specs.append(REGISTRY[op.prim].torch(shape, op.kwargs).source())
+    return specs[0] if len(specs) == 1 else f"nn.Sequential({', '.join(specs)})"
+
+
+def _helper_sources(network: Network) -> list[str]:
+    """Source of the bsnc.nn helper classes the network uses, so static code needs only torch."""
+    used: set[str] = set()
+    for edge in network.edges:
+        used.update(spec.ctor for spec in edge.module_specs() if not spec.ctor.startswith("nn."))
+    for layer in network.layers:
+        for op in layer.post:
+            ctor = REGISTRY[op.prim].torch(layer.shape, op.kwargs).ctor
+            if not ctor.startswith("nn."):
+                used.add(ctor)
+    return [inspect.getsource(getattr(helpers, name)).rstrip() for name in sorted(used)]
+
+
+def _tuple(items: list[str]) -> str:
+    """A Python tuple display of already-rendered items."""
+    if len(items) == 1:
+        return f"({items[0]},)"
+    return "(" + ", ".join(items) + ")"
+
+
+def generate(network: Network) -> str:
+    """The Python source of one module class for ``network`` (byte-identical for equal input)."""
+    names = Namespace()
+    class_name = names.create(network.name)
+    layer_vars = {layer.name: names.create(layer.name) for layer in network.layers}
+    edge_names = Namespace()
+    edge_ident = {
+        e.key: edge_names.create(
+            e.key, sanitise(e.src) + "__" + sanitise(e.dst) + (f"__{sanitise(e.name)}" if e.name else "")
+        )
+        for e in network.edges
+    }
+    stochastic = any(e.stochastic for e in network.edges)
+
+    layers: list[_LayerView] = []
+    for index, layer in enumerate(network.layers):
+        incoming = [
+            _EdgeView(
+                index=network.edge_index[e.key],
+                ident=edge_ident[e.key],
+                key=repr(e.key),
+                src_var=layer_vars[e.src],
+                module_lines=_module_lines(e),
+                location=_location(e.span),
+            )
+            for e in network.in_edges(layer.name)
+        ]
+        layers.append(_LayerView(
+            index=index,
+            var=layer_vars[layer.name],
+            name=repr(layer.name),
+            post_ident=layer_vars[layer.name] if layer.post else None,
+            post_source=_post_source(layer),
+            mean=layer.aggregate == "mean",
+            edges=incoming,
+            location=_location(layer.span),
+            shape=repr(list(layer.shape)),
+        ))
+    all_edges = sorted((e for layer in layers for e in layer.edges), key=lambda e: e.index)
+    initial = [
+        repr(float(logit(e.init_prob)) if e.init_prob is not None else DEFAULT_LOGIT)
+        for e in network.edges if e.stochastic
+    ]
+    template = _environment().get_template("network.py.j2")
+    return template.render(
+        version=repr(__version__)[1:-1] if __version__.isprintable() else "?",
+        source=repr(network.source),
+        source_hash=repr(network.source_hash),
+        params=", ".join(f"{k}={v!r}" for k, v in network.params.items()),
+        class_name=class_name,
+        network_name=repr(network.name),
+        stochastic=stochastic,
+        helpers=_helper_sources(network),
+        layers=layers,
+        edges=all_edges,
+        input_var=layer_vars[network.input],
+        output_var=layer_vars[network.output],
+        output_shape=repr(list(network.layer(network.output).shape)),
+        input_index=network.layer_index[network.input],
+        output_index=network.layer_index[network.output],
+        edge_keys=[repr(e.key) for e in network.edges],
+        layer_names=[repr(layer.name) for layer in network.layers],
+        edge_src=_tuple([str(network.layer_index[e.src]) for e in network.edges]),
+        edge_dst=_tuple([str(network.layer_index[e.dst]) for e in network.edges]),
+        edge_stochastic=_tuple([repr(e.stochastic) for e in network.edges]),
+        initial_logits=_tuple(initial),
+        post_layers=_tuple([repr(layer.name) for layer in network.layers if layer.post]),
+        any_post=any(layer.post for layer in network.layers),
+    )

@@ -1,0 +1,49 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bsnc.api import compile_network
+from bsnc.frontend import load_network, network_from_text
+from bsnc.ir import Network
+
+ROOT = Path(__file__).resolve().parent.parent
+FABRICS = ROOT / "fabrics"
+
+# -D overrides that make each shipped fabric small enough for a unit test.
+SMALL = {
+    "cnf.bsn": {"W": 3, "C": 4, "size": 8},
+    "cnf_w1.bsn": {"C": 4, "size": 8},
+    "cnf_w2.bsn": {"C": 4, "size": 8},
+    "cnf_w4.bsn": {"C": 4, "size": 8},
+    "cnf_w8.bsn": {"C": 4, "size": 8},
+    "cnf_seg.bsn": {"C": 4, "size": 8, "W": 3},
+    "resnet_fabric_n18.bsn": {"width": 2, "size": 8},
+}
+
+
+def small_overrides(path: Path) -> dict[str, Any]:
+    if path.name in SMALL:
+        return dict(SMALL[path.name])
+    if path.name.startswith("resnet"):
+        return {"width": 4, "size": 8}
+    return {}
+
+
+def build(path: Path | str, **overrides: Any) -> tuple[Network, torch.nn.Module]:
+    network = load_network(path, overrides)
+    return network, compile_network(network)()
+
+
+def build_text(text: str, **overrides: Any) -> tuple[Network, torch.nn.Module]:
+    network = network_from_text(text, overrides)
+    return network, compile_network(network)()
+
+
+def input_for(network: Network, batch: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    shape = network.layer(network.input).shape
+    return torch.randn((batch,) + tuple(shape), dtype=dtype)
