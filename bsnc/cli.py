@@ -169,5 +169,81 @@ def compile_command(file: Path, defines: dict[str, str], output: Path | None) ->
     click.echo(f"wrote {output}: class {network.name}, {len(network.edges)} edges ({kind})", err=True)
 
 
+@main.command()
+@click.argument("file", type=BSN_FILE)
+@defines_option
+@click.option("--cost", "costs", multiple=True, metavar="NAME",
+              help="flops, params, latency:TABLE.json, distributed:n=K, package.module:function or an "
+                   "entry point of group bsnc.costs. Repeatable. Default: flops and params.")
+@click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='Cost of one architecture: JSON {"edges": {"EDGE KEY": true|false}}.')
+@click.option("--by-edge", is_flag=True, help="Also break additive costs down per edge and per layer.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def cost(file: Path, defines: dict[str, str], costs: tuple[str, ...], mask: Path | None, by_edge: bool,
+         as_json: bool) -> None:
+    """Print the costs of FILE's full super network, or of one architecture (--mask).
+
+    \b
+    Example:
+      bsnc cost fabrics/resnet20.bsn
+      bsnc cost fabrics/cnf_w8.bsn --cost flops --cost distributed:n=4 --by-edge
+      bsnc cost fabrics/cnf_w8.bsn --mask arch.json --json
+    """
+    from bsnc.cost_report import cost_report
+    from bsnc.frontend import load_network
+
+    network = load_network(file, defines)
+    click.echo(cost_report(network, list(costs) or ["flops", "params"], mask, by_edge, as_json), nl=False)
+
+
+@main.command("latency-table")
+@click.argument("file", type=BSN_FILE)
+@defines_option
+@click.option("--device", type=click.Choice(["cpu", "cuda", "mps"]), default="cpu", show_default=True,
+              help="Device to time the edges on.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("latency.json"),
+              show_default=True, help="Table to write; an existing table of the same device is extended.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batch size the edges are timed at.")
+@click.option("--samples", type=click.IntRange(min=0), default=12, show_default=True,
+              help="Random architectures timed end to end to check the table (0: skip the check).")
+@click.option("--repeats", type=click.IntRange(min=1), default=15, show_default=True,
+              help="Timed runs per edge after warm-up; the median is kept.")
+def latency_table(file: Path, defines: dict[str, str], device: str, output: Path, batch_size: int, samples: int,
+                  repeats: int) -> None:
+    """Time every edge of FILE on a device and write a latency lookup table.
+
+    Entries are keyed by the edge's signature (op chain and input shape), so a table made for
+    one fabric is reused by others that share edges. Then random architectures are timed end to
+    end to report how well the table predicts real latency (rank correlation, mean relative
+    error): trust the latency cost only as far as these figures allow.
+
+    \b
+    Example:
+      bsnc latency-table fabrics/resnet_fabric_n3.bsn -o cpu.json
+      bsnc cost fabrics/resnet_fabric_n3.bsn --cost latency:cpu.json
+    """
+    from bsnc import latency
+    from bsnc.frontend import load_network
+
+    network = load_network(file, defines)
+    target = latency.resolve_device(device)
+    existing = None
+    if output.exists():
+        existing = latency.LatencyTable.load(output)
+        if existing.batch_size != batch_size:
+            raise click.UsageError(f"{output} was timed at batch size {existing.batch_size}; "
+                                   f"--batch-size {batch_size} needs another file")
+        latency.check_table(existing, output, device)
+    table, added = latency.measure_table(network, target, batch_size, existing, repeats=repeats)
+    latency.write_table(table, output)
+    click.echo(f"wrote {output}: {len(table.entries)} edge signatures ({added} timed now) on {table.device_name}")
+    if samples:
+        agreement = latency.check_agreement(network, table, target, samples=samples)
+        click.echo(f"table vs measured end-to-end latency of {agreement.samples} random architectures: "
+                   f"Spearman rank correlation {agreement.spearman:.3f}, "
+                   f"mean relative error {agreement.mean_relative_error * 100:.1f}%")
+
+
 if __name__ == "__main__":
     main()

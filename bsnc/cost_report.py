@@ -1,0 +1,67 @@
+"""The text and JSON reports of `bsnc cost`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from bsnc.costs import FlopsCost, parse_cost
+from bsnc.ir import Network
+from bsnc.masks import load_mask
+from bsnc.prune import active_edges
+
+
+def cost_report(network: Network, specs: list[str], mask_path: Path | None, by_edge: bool, as_json: bool) -> str:
+    costs = [parse_cost(spec, network) for spec in specs]
+    if mask_path is not None:
+        active = active_edges(network, load_mask(mask_path, network))
+        subject = f"architecture {mask_path}"
+    else:
+        active = torch.ones(len(network.edges), dtype=torch.bool)
+        subject = "full super network"
+    values = [float(c(active.unsqueeze(0))[0]) for c in costs]
+    additive = [c for c in costs if c.per_edge() is not None]
+    if as_json:
+        data: dict = {
+            "network": network.name,
+            "source": network.source,
+            "mask": str(mask_path) if mask_path else None,
+            "active_edges": int(active.sum()),
+            "costs": {c.name: v for c, v in zip(costs, values)},
+        }
+        if by_edge:
+            data["edges"] = [
+                {"key": e.key, "active": bool(active[i]), **{c.name: float(c.per_edge()[i]) for c in additive}}
+                for i, e in enumerate(network.edges)
+            ]
+            flops = next((c for c in costs if isinstance(c, FlopsCost)), None)
+            if flops is not None:
+                adds = flops.additions_per_layer(active.unsqueeze(0))[0]
+                data["layer_additions"] = {layer.name: float(adds[i]) for i, layer in enumerate(network.layers)}
+        return json.dumps(data, indent=2) + "\n"
+    lines = [f"{network.source}: network {network.name}, {subject} "
+             f"({int(active.sum())} of {len(network.edges)} edges active)"]
+    width = max(len(c.name) for c in costs)
+    for c, v in zip(costs, values):
+        lines.append(f"  {c.name.ljust(width)}  {c.format(v)}")
+    if by_edge and additive:
+        lines.append("")
+        key_width = max(len(e.key) for e in network.edges)
+        header = "  " + "edge".ljust(key_width) + "".join(f"  {c.name:>14}" for c in additive)
+        lines.append(header)
+        for i, e in enumerate(network.edges):
+            if not active[i]:
+                continue
+            cells = "".join(f"  {c.format(float(c.per_edge()[i])):>14}" for c in additive)
+            lines.append("  " + e.key.ljust(key_width) + cells)
+        flops = next((c for c in costs if isinstance(c, FlopsCost)), None)
+        if flops is not None:
+            adds = flops.additions_per_layer(active.unsqueeze(0))[0]
+            lines.append("")
+            lines.append("  additions at sum aggregations, per layer:")
+            for i, layer in enumerate(network.layers):
+                if adds[i] > 0:
+                    lines.append(f"  {layer.name.ljust(key_width)}  {flops.format(float(adds[i])):>14}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,58 @@
+"""One architecture of a super network as a network of its own: only the active edges, all
+fixed, and only the layers they touch."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import torch
+
+from bsnc.checks import build_network
+from bsnc.errors import BsncError
+from bsnc.expand import Flat
+from bsnc.ir import Network
+from bsnc.runtime import Structure, sample_architecture
+
+
+def active_edges(network: Network, proposal: Sequence[bool] | torch.Tensor) -> torch.Tensor:
+    """The [E] active mask of a proposed mask, with the connectivity rule applied."""
+    structure = Structure(
+        len(network.layers),
+        network.layer_index[network.input],
+        network.layer_index[network.output],
+        [network.layer_index[e.src] for e in network.edges],
+        [network.layer_index[e.dst] for e in network.edges],
+        [e.stochastic for e in network.edges],
+    )
+    logits = torch.zeros(len(network.stochastic_edges))
+    proposal = torch.as_tensor(proposal, dtype=torch.bool)
+    arch = sample_architecture(structure, logits, 1, "mask", proposal)
+    if bool(arch.inconsistent[0]):
+        cut = _cut_layers(network, arch.connected[0])
+        raise BsncError(
+            f"the mask leaves the output '{network.output}' unreachable; no active edge reaches "
+            f"{', '.join(repr(c) for c in cut[:8])}{' ...' if len(cut) > 8 else ''}"
+        )
+    return arch.active[0]
+
+
+def _cut_layers(network: Network, connected: torch.Tensor) -> list[str]:
+    """Layers on the way to the output that the mask disconnects (nearest the output first)."""
+    cut = [layer.name for layer, on in zip(network.layers, connected.tolist()) if not on]
+    return list(reversed(cut))
+
+
+def prune(network: Network, proposal: Sequence[bool] | torch.Tensor) -> Network:
+    """The static network of one architecture: active edges (all fixed) and their layers."""
+    active = active_edges(network, proposal).tolist()
+    kept = [dataclasses.replace(e, fixed=True, init_prob=None) for e, on in zip(network.edges, active) if on]
+    touched = {network.input, network.output} | {e.src for e in kept} | {e.dst for e in kept}
+    flat = Flat(
+        name=network.name,
+        params=dict(network.params),
+        layers=[layer for layer in network.layers if layer.name in touched],
+        edges=kept,
+        modules_used=list(network.modules_used),
+    )
+    return build_network(flat, source=network.source, source_hash=network.source_hash)
