@@ -245,5 +245,199 @@ def latency_table(file: Path, defines: dict[str, str], device: str, output: Path
                    f"mean relative error {agreement.mean_relative_error * 100:.1f}%")
 
 
+def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Values from a JSON or TOML file become defaults that command-line flags override."""
+    if value is None:
+        return None
+    import json
+    import tomllib
+
+    try:
+        text = value.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if value.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{value}: cannot read it as {'TOML' if value.suffix == '.toml' else 'JSON'} ({exc})",
+                                 ctx=ctx, param=param) from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{value}: expected a table of option names to values", ctx=ctx, param=param)
+    known = {p.name for p in ctx.command.params}
+    defaults = {}
+    for key, item in data.items():
+        name = key.replace("-", "_")
+        name = {"lambda": "lam", "define": "defines"}.get(name, name)
+        if name not in known or name == "config":
+            raise click.BadParameter(f"{value}: unknown option {key!r}", ctx=ctx, param=param)
+        if name == "defines" and isinstance(item, dict):
+            item = [f"{k}={v}" for k, v in item.items()]
+        defaults[name] = item
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+@main.command()
+@click.argument("file", type=BSN_FILE)
+@defines_option
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True,
+              expose_value=False, callback=_load_config_file,
+              help="JSON or TOML file of option values (e.g. epochs = 30); flags override it.")
+@click.option("--data", default="digits", show_default=True, metavar="NAME",
+              help="digits (built in), cifar10, cifar100, partlabels, synthetic-seg or fake.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the dataset's files are.")
+@click.option("--cost", default="flops", show_default=True, metavar="NAME",
+              help="flops, params, latency:TABLE.json, distributed:n=K or package.module:function.")
+@click.option("--budget", metavar="VALUE", help="Maximum cost, with units: 40.9M, 0.27M, 12ms, 6.")
+@click.option("--lambda", "lam", type=float, default=1.0, show_default=True,
+              help="Weight of the budget penalty (unitless: the penalty is relative to the budget).")
+@click.option("--penalty", type=click.Choice(["hinge", "abs"]), default="hinge", show_default=True,
+              help="hinge: max(0, C/budget - 1); abs: |C/budget - 1|.")
+@click.option("--inconsistent-penalty", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Extra penalty for a sampled architecture whose output is not reached.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Epochs with every edge on and Γ frozen before the search.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+              help="Learning rate of the weights (divided by 10 at 50% and 75% of the epochs).")
+@click.option("--path-lr", type=click.FloatRange(min=0), default=0.1, show_default=True,
+              help="Learning rate of the edge probabilities Γ.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
+              help="auto: cuda, then mps, then cpu.")
+@click.option("--amp", is_flag=True, help="Mixed precision (autocast + grad scaler) on CUDA.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where config.json, metrics.jsonl, ckpt.pt and best.pt go [default: runs/NETWORK].")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its ckpt.pt.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data-loading processes.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None, cost: str, budget: str | None,
+          lam: float, penalty: str, inconsistent_penalty: float, epochs: int, warmup_epochs: int, batch_size: int,
+          lr: float, path_lr: float, device: str, amp: bool, seed: int, run_dir: Path | None, resume: bool,
+          workers: int, quiet: bool) -> None:
+    """Train FILE's super network under a budget: weights and edge probabilities together.
+
+    Each example samples its own architecture; REINFORCE pushes the edge probabilities
+    towards architectures with low loss + lambda * penalty(cost / budget). A network with no
+    stochastic edge trains as a plain network. Under torchrun, training is distributed.
+
+    \b
+    Example:
+      bsnc train fabrics/cnf.bsn -D W=4 -D C=16 -D size=8 -D in_channels=1 \\
+          --data digits --cost flops --budget 2M --epochs 20
+      bsnc train fabrics/resnet_fabric_n3.bsn --data cifar10 --data-dir ~/data \\
+          --cost params --budget 0.27M --epochs 300 --warmup-epochs 50
+      torchrun --nproc_per_node 2 -m bsnc train fabrics/cnf_w8.bsn --data cifar10 ...
+    """
+    from bsnc.train import TrainConfig
+    from bsnc.train import train as run_training
+
+    if amp and device == "cpu":
+        click.echo("note: --amp needs CUDA; training in float32", err=True)
+    config = TrainConfig(
+        file=str(file), defines=defines, data=data, data_dir=str(data_dir) if data_dir else None, cost=cost,
+        budget=budget, lam=lam, penalty=penalty, inconsistent_penalty=inconsistent_penalty, epochs=epochs,
+        warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, path_lr=path_lr, device=device, amp=amp,
+        seed=seed, run_dir=str(run_dir or Path("runs") / file.stem), resume=resume, workers=workers,
+        progress=not quiet,
+    )
+    result = run_training(config)
+    click.echo(f"done: test accuracy {result.test_acc * 100:.2f}%, run directory {result.run_dir}")
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, path_type=Path), metavar="RUN_DIR_OR_CKPT")
+@click.option("--prune", "do_prune", is_flag=True, required=True,
+              help="Keep only the chosen architecture (required: the only export there is).")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory [default: RUN_DIR/export].")
+@click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='Export this architecture instead: JSON {"edges": {"EDGE KEY": true|false}}.')
+@click.option("--keep-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+              show_default=True, help="Keep the stochastic edges whose probability is above this.")
+def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, keep_threshold: float) -> None:
+    """Export a trained run as a pruned static network.
+
+    Writes NAME_pruned.bsn (the architecture as a static .bsn file), NAME_pruned.pt (its
+    weights), NAME_pruned.py (a plain PyTorch module that needs only torch) and NAME.dot with
+    NAME.svg and NAME.png (a diagram of the super network, kept edges solid). A run directory
+    exports best.pt (the best validation accuracy within budget) when there is one, else ckpt.pt.
+
+    \b
+    Example:
+      bsnc export runs/cnf --prune
+      bsnc export runs/cnf/ckpt.pt --prune -o shipped/ --keep-threshold 0.3
+    """
+    from bsnc.export import export_run
+
+    result = export_run(run, output, mask, keep_threshold)
+    if result.dot_missing:
+        click.echo("note: Graphviz's dot is not installed: wrote the .dot file only "
+                   "(install graphviz to get the SVG and PNG)", err=True)
+    pruned = result.pruned
+    click.echo(f"kept {int(result.active.sum())} of {len(result.active)} edges; wrote:")
+    for path in result.files:
+        click.echo(f"  {path}")
+    if pruned is not None:
+        click.echo(f"load it with: bsnc.load('{result.files[0]}') and load_state_dict(torch.load(...))")
+
+
+@main.command()
+@click.argument("file", type=BSN_FILE)
+@defines_option
+@click.option("--probs", type=click.Path(exists=True, path_type=Path), metavar="RUN_DIR_OR_CKPT",
+              help="Colour by the edge probabilities of a trained run: kept edges solid, dropped dashed.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output path without suffix [default: the network's name]; writes .dot, .svg and .png.")
+@click.option("--keep-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+              show_default=True, help="With --probs: an edge is kept when its probability is above this.")
+def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path | None, keep_threshold: float) -> None:
+    """Draw FILE's super network with Graphviz.
+
+    A fabric is laid out as a grid of columns and scales (from the layout hints `at (x, y)`),
+    edges coloured by kind: same scale, down-sampling, up-sampling, skip.
+
+    \b
+    Example:
+      bsnc draw fabrics/cnf_w8.bsn -o cnf_w8
+      bsnc draw fabrics/cnf_w8.bsn --probs runs/cnf_w8
+    """
+    from bsnc.costs import parse_cost
+    from bsnc.draw import draw as render
+    from bsnc.frontend import load_network
+
+    network = load_network(file, defines)
+    gammas = None
+    if probs is not None:
+        gammas = _gammas_from_run(probs, network)
+    flops = parse_cost("flops", network).full()
+    params = parse_cost("params", network).full()
+    from bsnc.summary import human
+
+    title = f"{network.name}: {len(network.edges)} edges, {human(flops)} flops, {human(params)} params (full)"
+    result = render(network, output or Path(network.name), gammas=gammas, title=title, threshold=keep_threshold)
+    if result.dot_missing:
+        click.echo("note: Graphviz's dot is not installed: wrote the .dot file only "
+                   "(install graphviz to get the SVG and PNG)", err=True)
+    for path in [result.dot, *result.rendered]:
+        click.echo(f"wrote {path}")
+
+
+def _gammas_from_run(path: Path, network: Any) -> dict[str, float]:
+    import torch
+
+    from bsnc.checkpoint import find_checkpoint, load_checkpoint
+    from bsnc.errors import BsncError
+
+    checkpoint = find_checkpoint(path, "best.pt")
+    state = load_checkpoint(checkpoint)
+    if state.get("network") != network.name or state.get("source_hash") != network.source_hash:
+        raise BsncError(f"{checkpoint} was trained on another network or another version of it "
+                        f"({state.get('network')}); draw the .bsn file it was trained from")
+    logits = state["model"].get("gate_logits")
+    if logits is None:
+        raise BsncError(f"{checkpoint} holds no edge probabilities: its network has no stochastic edge")
+    gamma = torch.sigmoid(logits.float()).tolist()
+    return {e.key: g for e, g in zip(network.stochastic_edges, gamma)}
+
+
 if __name__ == "__main__":
     main()

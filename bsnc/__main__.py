@@ -1,0 +1,5 @@
+"""`python -m bsnc` (and `torchrun -m bsnc`) runs the `bsnc` command."""
+
+from bsnc.cli import main
+
+main()

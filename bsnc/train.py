@@ -1,0 +1,467 @@
+"""Budgeted training (paper §3.3, DESIGN §6): weights by back-propagation of the prediction loss,
+edge probabilities by REINFORCE on D = loss + lambda * penalty(C(H) / budget - 1), with the
+batch-mean baseline (the global batch under torchrun).
+
+One run directory holds config.json, metrics.jsonl, ckpt.pt (latest) and best.pt (best
+validation accuracy among epochs whose deterministic cost is within budget)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from bsnc.api import compile_network
+from bsnc.checkpoint import load_checkpoint, save_checkpoint
+from bsnc.costs import Cost, parse_cost
+from bsnc.errors import BsncError, UsageError
+from bsnc.files import atomic_write_text
+from bsnc.frontend import network_from_program
+from bsnc.ir import Network
+from bsnc.program import Program, load_program
+from bsnc.runtime import DEFAULT_LOGIT, StochasticSuperNetwork
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; saved as config.json."""
+
+    file: str
+    defines: dict[str, str] = field(default_factory=dict)
+    data: str = "digits"
+    data_dir: str | None = None
+    cost: str = "flops"
+    budget: str | None = None
+    lam: float = 1.0
+    penalty: str = "hinge"
+    inconsistent_penalty: float = 0.0
+    epochs: int = 10
+    warmup_epochs: int = 0
+    batch_size: int = 64
+    lr: float = 0.1
+    path_lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    device: str = "auto"
+    amp: bool = False
+    seed: int = 0
+    run_dir: str = "runs/run"
+    resume: bool = False
+    workers: int = 0
+    progress: bool = True
+
+    def reproducible(self) -> dict[str, Any]:
+        """The fields that decide the result (not where it is written or how it is shown)."""
+        data = dataclasses.asdict(self)
+        for key in ("resume", "progress", "run_dir", "workers"):
+            data.pop(key)
+        data["milestones"] = list(self.milestones)
+        return data
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    phase: str
+    train_loss: float
+    train_acc: float
+    mean_sampled_cost: float
+    deterministic_cost: float
+    within_budget: bool
+    entropy: float
+    edges_kept: int
+    val_acc: float
+    test_acc: float | None
+    lr: float
+    time: float
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model: nn.Module
+    network: Network
+    history: list[EpochMetrics]
+    test_acc: float
+    deterministic_cost: float
+    budget: float | None
+
+
+class _Distributed:
+    """torchrun's environment, or a single process."""
+
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, value: torch.Tensor, count: int) -> torch.Tensor:
+        """The mean over every process's rows of ``value`` (a sum over ``count`` local rows)."""
+        if not self.enabled:
+            return value / max(count, 1)
+        pair = torch.stack([value.detach().double().sum(), torch.tensor(float(count), device=value.device).double()])
+        dist.all_reduce(pair)
+        return (pair[0] / pair[1].clamp(min=1)).to(value.dtype)
+
+    def total(self, *values: float, device: torch.device) -> list[float]:
+        if not self.enabled:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+
+def _resolve_device(name: str, local_rank: int) -> torch.device:
+    from bsnc.latency import resolve_device
+
+    device = resolve_device(name)
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def entropy_bits(gamma: torch.Tensor) -> float:
+    """Mean binary entropy of the edge probabilities, in bits (1 = a coin, 0 = decided)."""
+    if gamma.numel() == 0:
+        return 0.0
+    g = gamma.double().clamp(1e-12, 1 - 1e-12)
+    h = -(g * torch.log2(g) + (1 - g) * torch.log2(1 - g))
+    return float(h.mean())
+
+
+def _penalty(ratio: torch.Tensor, kind: str) -> torch.Tensor:
+    return (ratio - 1).clamp(min=0) if kind == "hinge" else (ratio - 1).abs()
+
+
+def _task_loss(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example loss and per-example accuracy (pixel accuracy for segmentation)."""
+    loss = F.cross_entropy(out.float(), y, reduction="none")
+    correct = (out.argmax(dim=1) == y).float()
+    if loss.dim() > 1:
+        loss = loss.flatten(1).mean(dim=1)
+        correct = correct.flatten(1).mean(dim=1)
+    return loss, correct
+
+
+def validate_config(config: TrainConfig) -> None:
+    if config.lam < 0:
+        raise UsageError(f"--lambda {config.lam}: lambda must be >= 0")
+    if config.penalty not in ("hinge", "abs"):
+        raise UsageError(f"--penalty {config.penalty}: expected hinge or abs")
+    if config.epochs < 1:
+        raise UsageError(f"--epochs {config.epochs}: expected at least 1")
+    if not 0 <= config.warmup_epochs < config.epochs:
+        raise UsageError(f"--warmup-epochs {config.warmup_epochs}: expected 0 <= N < --epochs ({config.epochs})")
+    if config.batch_size < 1:
+        raise UsageError(f"--batch-size {config.batch_size}: expected at least 1")
+    if config.lr <= 0 or config.path_lr < 0:
+        raise UsageError(f"--lr {config.lr} / --path-lr {config.path_lr}: learning rates must be positive")
+
+
+def parse_budget(cost: Cost, text: str | None) -> float | None:
+    if text is None:
+        return None
+    value = cost.parse_budget(text)
+    if not value > 0:
+        raise UsageError(f"--budget {text}: the budget must be greater than 0")
+    return value
+
+
+def _sources(program: Program) -> dict[str, str]:
+    return {unit.shown: unit.text for unit in program.units}
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig):
+        from bsnc import data as datasets
+
+        validate_config(config)
+        self.config = config
+        self.program = load_program(config.file)
+        self.network = network_from_program(self.program, config.defines)
+        self.stochastic = bool(self.network.stochastic_edges)
+        self.cost = parse_cost(config.cost, self.network)
+        self.budget = parse_budget(self.cost, config.budget)
+        if self.stochastic and self.budget is None:
+            raise UsageError(f"--budget is needed to train {self.network.name}, which has stochastic edges "
+                             f"(its full {self.cost.name} cost is {self.cost.format(self.cost.full())})")
+        self.device = _resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.dist = _Distributed(self.device)
+        self.run_dir = Path(config.run_dir)
+        self._prepare_run_dir()
+
+        self.splits = datasets.load_data(
+            config.data, Path(config.data_dir) if config.data_dir else None, config.seed,
+            input_shape=self.network.layer(self.network.input).shape,
+            num_classes=self.network.layer(self.network.output).shape[0],
+        )
+        datasets.check_compatible(self.splits.info, self.network)
+
+        torch.manual_seed(config.seed)
+        self.core = compile_network(self.network)().to(self.device)
+        self.model: nn.Module = self.core
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.core, device_ids=ids, find_unused_parameters=True)
+        gates = [self.core.gate_logits] if self.stochastic else []
+        weights = [p for name, p in self.core.named_parameters() if name != "gate_logits"]
+        groups = [{"params": weights, "lr": config.lr, "weight_decay": config.weight_decay, "momentum": config.momentum}]
+        if gates:
+            groups.append({"params": gates, "lr": config.path_lr, "weight_decay": 0.0, "momentum": config.momentum})
+        self.optimizer = torch.optim.SGD(groups, lr=config.lr)
+        milestones = sorted({max(1, round(m * config.epochs)) for m in config.milestones})
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=milestones, gamma=0.1)
+        self.use_amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.start_epoch = 0
+        self.best_val = -1.0
+        self.history: list[EpochMetrics] = []
+        if config.resume:
+            self._resume()
+
+    # --- run directory and checkpoints ---------------------------------------------------------
+
+    def _prepare_run_dir(self) -> None:
+        if not self.dist.main:
+            return
+        exists = (self.run_dir / "ckpt.pt").exists()
+        if self.config.resume and not exists:
+            raise UsageError(f"--resume: {self.run_dir} holds no ckpt.pt to resume from")
+        if not self.config.resume and exists:
+            raise UsageError(f"--run-dir {self.run_dir}: a run is already there; pass --resume to continue it "
+                             "or choose another --run-dir")
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.run_dir / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(f"--run-dir {self.run_dir}: cannot write there ({exc.strerror})") from None
+
+    def _identity(self) -> dict[str, Any]:
+        return {"source_hash": self.program.source_hash(), "defines": dict(self.config.defines),
+                "network": self.network.name}
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            **self._identity(),
+            "epoch": epoch,
+            "model": self.core.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "best_val": self.best_val,
+            "rng": torch.get_rng_state(),
+            "config": json.loads(json.dumps(self.config.reproducible())),
+            "history": [dataclasses.asdict(m) for m in self.history],
+            "params": {k: v for k, v in self.network.params.items()},
+            "budget": self.budget,
+            "cost": self.cost.name,
+        }
+
+    def _resume(self) -> None:
+        state = load_checkpoint(self.run_dir / "ckpt.pt", map_location=self.device)
+        mine = self._identity()
+        if state.get("source_hash") != mine["source_hash"]:
+            raise UsageError(f"--resume: {self.run_dir}/ckpt.pt was trained from another version of "
+                             f"{self.config.file} (source hash differs); start a new --run-dir")
+        if state.get("defines") != mine["defines"]:
+            raise UsageError(f"--resume: {self.run_dir}/ckpt.pt was trained with -D {state.get('defines')}, "
+                             f"not {mine['defines']}; pass the same overrides or start a new --run-dir")
+        self.core.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.best_val = float(state["best_val"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self.history = [EpochMetrics(**m) for m in state["history"]]
+
+    def _write_config(self) -> None:
+        data = {
+            "config": self.config.reproducible(),
+            "network": self.network.name,
+            "params": self.network.params,
+            "source_hash": self.program.source_hash(),
+            "sources": _sources(self.program),
+            "torch": torch.__version__,
+            "world_size": self.dist.world,
+        }
+        atomic_write_text(self.run_dir / "config.json", json.dumps(data, indent=2) + "\n")
+
+    def _write_metrics(self) -> None:
+        lines = "".join(json.dumps(dataclasses.asdict(m)) + "\n" for m in self.history)
+        atomic_write_text(self.run_dir / "metrics.jsonl", lines)
+
+    # --- data ----------------------------------------------------------------------------------
+
+    def _loader(self, dataset, train: bool, epoch: int):
+        from torch.utils.data import DataLoader
+        from torch.utils.data.distributed import DistributedSampler
+
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        sampler = None
+        if self.dist.enabled:
+            sampler = DistributedSampler(dataset, num_replicas=self.dist.world, rank=self.dist.rank,
+                                         shuffle=train, seed=self.config.seed, drop_last=train)
+            sampler.set_epoch(epoch)
+        return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=train and sampler is None,
+                          sampler=sampler, generator=generator, num_workers=self.config.workers,
+                          drop_last=False, pin_memory=self.device.type == "cuda")
+
+    # --- training ------------------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.use_amp:
+            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def train_epoch(self, epoch: int, phase: str) -> tuple[float, float, float]:
+        from tqdm import tqdm
+
+        self.model.train()
+        if self.stochastic:
+            self.core.set_mode("full" if phase == "warmup" else "sample")
+        # per-epoch seeds make a resumed run draw exactly what an uninterrupted one draws
+        torch.manual_seed(self.config.seed * 7919 + epoch * 104729 + self.dist.rank)
+        loader = self._loader(self.splits.train, True, epoch)
+        totals = torch.zeros(4, dtype=torch.float64)  # loss, correct, cost, rows
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.config.epochs} {phase}", unit="batch", leave=False,
+                   disable=not (self.config.progress and self.dist.main))
+        for step, (x, y) in enumerate(bar):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with self._autocast():
+                out = self.model(x)
+            delta, correct = _task_loss(out, y)
+            loss = delta.mean()
+            sampled_cost = torch.zeros(x.shape[0], dtype=torch.float64)
+            if self.stochastic:
+                arch = self.core.last
+                sampled_cost = self.cost(arch.active.cpu())
+                if phase == "search":
+                    ratio = (sampled_cost / self.budget).to(self.device, torch.float32)
+                    reward = delta.detach() + self.config.lam * _penalty(ratio, self.config.penalty)
+                    reward = reward + self.config.inconsistent_penalty * arch.inconsistent.float()
+                    baseline = self.dist.mean(reward.sum(), reward.shape[0])
+                    loss = loss + ((reward - baseline) * arch.log_prob).mean()
+            if not torch.isfinite(loss):
+                raise BsncError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                                f"stopped; the last good checkpoint is {self.run_dir / 'ckpt.pt'} "
+                                "(try a lower --lr or --path-lr)")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            totals += torch.tensor([float(delta.sum()), float(correct.sum()), float(sampled_cost.sum()), x.shape[0]],
+                                   dtype=torch.float64)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{float(delta.mean()):.3f}")
+        loss_sum, correct_sum, cost_sum, rows = self.dist.total(*totals.tolist(), device=self.device)
+        rows = max(rows, 1)
+        return loss_sum / rows, correct_sum / rows, cost_sum / rows
+
+    @torch.no_grad()
+    def evaluate(self, dataset) -> float:
+        self.core.eval()
+        if self.stochastic:
+            self.core.set_mode("deterministic")
+        correct = rows = 0.0
+        for x, y in self._loader(dataset, False, 0):
+            x, y = x.to(self.device), y.to(self.device)
+            with self._autocast():
+                out = self.core(x)
+            _, c = _task_loss(out, y)
+            correct += float(c.sum())
+            rows += x.shape[0]
+        correct, rows = self.dist.total(correct, rows, device=self.device)
+        return correct / max(rows, 1)
+
+    def deterministic_cost(self) -> tuple[float, int]:
+        if not self.stochastic:
+            return self.cost.full(), len(self.network.edges)
+        active = self.core.edge_mask("deterministic").cpu()
+        kept = int((torch.sigmoid(self.core.gate_logits.detach()) > 0.5).sum())
+        return float(self.cost(active.unsqueeze(0))[0]), kept
+
+    def run(self) -> TrainResult:
+        config = self.config
+        if self.dist.main:
+            self._write_config()
+        for epoch in range(self.start_epoch, config.epochs):
+            phase = "warmup" if epoch < config.warmup_epochs else "search"
+            if not self.stochastic:
+                phase = "train"
+            if self.stochastic and epoch == config.warmup_epochs and config.warmup_epochs > 0:
+                self.core.reset_gates(DEFAULT_LOGIT)
+            start = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            train_loss, train_acc, sampled = self.train_epoch(epoch, phase)
+            self.scheduler.step()
+            val_acc = self.evaluate(self.splits.val)
+            det_cost, kept = self.deterministic_cost()
+            last = epoch == config.epochs - 1
+            test_acc = self.evaluate(self.splits.test) if last else None
+            gamma = torch.sigmoid(self.core.gate_logits.detach()) if self.stochastic else torch.empty(0)
+            within = self.budget is None or det_cost <= self.budget
+            metrics = EpochMetrics(
+                epoch=epoch + 1, phase=phase, train_loss=train_loss, train_acc=train_acc,
+                mean_sampled_cost=sampled if self.stochastic else det_cost, deterministic_cost=det_cost,
+                within_budget=within, entropy=entropy_bits(gamma), edges_kept=kept, val_acc=val_acc,
+                test_acc=test_acc, lr=lr, time=time.perf_counter() - start,
+            )
+            self.history.append(metrics)
+            if self.dist.main:
+                improved = within and val_acc > self.best_val
+                if improved:
+                    self.best_val = val_acc
+                state = self._state(epoch)
+                save_checkpoint(self.run_dir / "ckpt.pt", state)
+                if improved:
+                    save_checkpoint(self.run_dir / "best.pt", state)
+                self._write_metrics()
+                print(self.summary_line(metrics), flush=True)
+        final = self.history[-1]
+        return TrainResult(self.run_dir, self.core, self.network, self.history,
+                           final.test_acc if final.test_acc is not None else self.evaluate(self.splits.test),
+                           final.deterministic_cost, self.budget)
+
+    def summary_line(self, m: EpochMetrics) -> str:
+        cost = f"{self.cost.name} {self.cost.format(m.deterministic_cost)}"
+        if self.budget is not None:
+            cost += f" (budget {self.cost.format(self.budget)}, sampled {self.cost.format(m.mean_sampled_cost)})"
+        parts = [f"epoch {m.epoch}/{self.config.epochs} {m.phase}", f"loss {m.train_loss:.3f}",
+                 f"acc {m.train_acc * 100:.1f}%", f"val {m.val_acc * 100:.1f}%"]
+        if m.test_acc is not None:
+            parts.append(f"test {m.test_acc * 100:.1f}%")
+        parts.append(cost)
+        if self.stochastic:
+            parts.append(f"H(Γ) {m.entropy:.3f} bits, kept {m.edges_kept}/{len(self.network.stochastic_edges)}")
+        parts.append(f"lr {m.lr:g}, {m.time:.1f}s")
+        return " | ".join(parts)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    return Trainer(config).run()
+
+
+def _finite(x: float) -> bool:
+    return math.isfinite(x)

@@ -1,0 +1,127 @@
+"""Export: the pruned static network, its weights, plain PyTorch code and diagram."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bsnc.api import compile_network
+from bsnc.cli import main
+from bsnc.costs import FlopsCost, ParamsCost
+from bsnc.errors import BsncError
+from bsnc.export import export
+from bsnc.formatter import format_file
+from bsnc.frontend import load_network, network_from_program
+from bsnc.parser import parse
+from bsnc.program import load_program
+from tests.helpers import FABRICS, input_for
+
+
+def _trained_like(path, overrides, seed=0):
+    """A super network with random weights, BN statistics and gate logits, as training leaves them."""
+    torch.manual_seed(seed)
+    program = load_program(path)
+    network = network_from_program(program, overrides)
+    module = compile_network(network)()
+    module.train().set_mode("full")
+    for _ in range(3):
+        module(input_for(network, 8))
+    with torch.no_grad():
+        module.gate_logits.uniform_(-1.5, 3)
+    return program, network, module
+
+
+def test_pruned_export_round_trip(tmp_path):
+    program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 3, "C": 4, "size": 8})
+    result = export(network, program, module.state_dict(), tmp_path, meta={"cost": "flops", "budget_text": "1M"})
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["cnf.dot", "cnf.png", "cnf.svg", "cnf_pruned.bsn", "cnf_pruned.pt", "cnf_pruned.py"]
+    bsn = tmp_path / "cnf_pruned.bsn"
+    text = bsn.read_text()
+    assert format_file(parse(text, str(bsn))) == text, "the export is in canonical form"
+    pruned = load_network(bsn)
+    assert not pruned.stochastic_edges
+    assert len(pruned.edges) == int(result.active.sum())
+    # same outputs as the super network in deterministic mode
+    static = compile_network(pruned)()
+    static.load_state_dict(torch.load(tmp_path / "cnf_pruned.pt", weights_only=True))
+    static.eval()
+    module.eval().set_mode("deterministic")
+    x = input_for(network, 6)
+    assert torch.allclose(static(x), module(x), atol=1e-5)
+    # costs equal the deterministic architecture's
+    det = module.edge_mask("deterministic").unsqueeze(0)
+    assert FlopsCost(pruned).full() == FlopsCost(network)(det)[0].item()
+    assert ParamsCost(pruned).full() == ParamsCost(network)(det)[0].item()
+    assert "budget 1M" in text and "source sha256" in text
+
+
+def test_plain_pytorch_file_needs_only_torch(tmp_path):
+    program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 2, "C": 4, "size": 4}, seed=1)
+    export(network, program, module.state_dict(), tmp_path, draw_diagram=False)
+    code = f"""
+import sys, torch
+sys.modules['bsnc'] = None  # importing bsnc would fail
+namespace = {{}}
+exec(open({str(tmp_path / 'cnf_pruned.py')!r}).read(), namespace)
+model = namespace['cnf_pruned']()
+model.load_state_dict(torch.load({str(tmp_path / 'cnf_pruned.pt')!r}, weights_only=True))
+print(model.eval()(torch.randn(2, 3, 4, 4)).shape)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "torch.Size([2, 10])"
+
+
+def test_export_is_stable_when_reexported(tmp_path):
+    program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 3, "C": 4, "size": 8}, seed=2)
+    export(network, program, module.state_dict(), tmp_path / "a", draw_diagram=False)
+    first = (tmp_path / "a" / "cnf_pruned.bsn").read_text()
+    assert format_file(parse(first, "x")) == first
+    again = load_program(tmp_path / "a" / "cnf_pruned.bsn")
+    pruned = network_from_program(again)
+    static = compile_network(pruned)()
+    export(pruned, again, static.state_dict(), tmp_path / "b", draw_diagram=False)
+    second = (tmp_path / "b" / "cnf_pruned_pruned.bsn").read_text()
+    body = lambda t: t[t.index("\nnetwork "):]  # noqa: E731 - headers name different sources
+    assert body(second).replace("cnf_pruned_pruned", "cnf_pruned") == body(first)
+
+
+def test_resnet_fabric_masked_to_resnet20_costs_like_resnet20(tmp_path):
+    fabric = load_network(FABRICS / "resnet_fabric_n3.bsn")
+    resnet20 = load_network(FABRICS / "resnet20.bsn")
+    keep = {e.key for e in resnet20.edges}
+    proposal = torch.tensor([e.key in keep for e in fabric.edges])
+    program = load_program(FABRICS / "resnet_fabric_n3.bsn")
+    module = compile_network(fabric)()
+    export(fabric, program, module.state_dict(), tmp_path, proposal=proposal, draw_diagram=False)
+    pruned = load_network(tmp_path / "resnet_fabric_n3_pruned.bsn")
+    for cost in (FlopsCost, ParamsCost):
+        assert cost(pruned).full() == cost(resnet20).full()
+    assert [e.key for e in pruned.edges] == [e.key for e in resnet20.edges]
+    text = (tmp_path / "resnet_fabric_n3_pruned.bsn").read_text()
+    assert "module basic(c, stride=1)" in text and "module proj(c, stride=2)" in text
+
+
+def test_mask_that_cuts_the_output_names_the_layers(tmp_path):
+    program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 2, "C": 4, "size": 4})
+    proposal = torch.ones(len(network.edges), dtype=torch.bool)
+    for i, e in enumerate(network.edges):
+        if e.dst == "n[1][2]" and e.stochastic:
+            proposal[i] = False
+    with pytest.raises(BsncError, match=r"unreachable; no active edge reaches 'y', 'n\[1\]\[2\]'"):
+        export(network, program, module.state_dict(), tmp_path / "out", proposal=proposal)
+    assert not any((tmp_path / "out").glob("*")), "nothing is left behind"
+
+
+def test_export_command_errors(tmp_path):
+    runner = CliRunner()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(main, ["export", str(empty), "--prune"])
+    assert result.exit_code == 1 and "holds no checkpoint" in result.output
+    result = runner.invoke(main, ["export", str(empty)])
+    assert result.exit_code == 2 and "--prune" in result.output
