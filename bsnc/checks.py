@@ -87,19 +87,14 @@ def _check_paths(graph: nx.MultiDiGraph, layers: dict[str, Layer], source: str, 
     reached = nx.descendants(graph, source) | {source}
     reaching = nx.ancestors(graph, sink) | {sink}
     for name, layer in layers.items():
-        if name != source and graph.in_degree(name) == 0:
-            raise SourceError(
-                f"layer '{name}' has no incoming edge: the network would have several sources, "
-                f"but only the input '{source}' may be one", layer.span)
-        if name != sink and graph.out_degree(name) == 0:
-            raise SourceError(
-                f"layer '{name}' has no outgoing edge: the network would have several sinks, "
-                f"but only the output '{sink}' may be one", layer.span)
-    for name, layer in layers.items():
         if name not in reached:
-            raise SourceError(f"layer '{name}' is unreachable from the input '{source}'", layer.span)
+            why = ("it has no incoming edge, and only the input may be a source" if graph.in_degree(name) == 0
+                   else "no path leads to it")
+            raise SourceError(f"layer '{name}' is unreachable from the input '{source}': {why}", layer.span)
         if name not in reaching:
-            raise SourceError(f"layer '{name}' cannot reach the output '{sink}'", layer.span)
+            why = ("it has no outgoing edge, and only the output may be a sink" if graph.out_degree(name) == 0
+                   else "no path leads from it")
+            raise SourceError(f"layer '{name}' cannot reach the output '{sink}': {why}", layer.span)
 
 
 def _infer_shapes(edge: Edge, layers: dict[str, Layer]) -> Edge:

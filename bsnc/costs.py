@@ -11,6 +11,7 @@ import math
 import re
 from typing import Callable
 
+import numpy as np
 import torch
 
 from bsnc.errors import UsageError
@@ -88,12 +89,14 @@ class FlopsCost(Cost):
         self.incidence = torch.zeros((len(network.edges), len(network.layers)), dtype=torch.float64)
         self.incidence[torch.arange(len(network.edges)), dst] = 1.0
         self.layer_numel = torch.tensor([float(math.prod(layer.shape)) for layer in network.layers], dtype=torch.float64)
+        self.incidence32 = self.incidence.to(torch.float32)
+        self.edge_weight = self.edge_macs + self.incidence @ self.layer_numel
 
     def __call__(self, active: torch.Tensor) -> torch.Tensor:
-        a = _masks(active)
-        inputs = a @ self.incidence  # [B, L]: active inputs per layer
-        additions = (inputs - 1).clamp(min=0) @ self.layer_numel
-        return a @ self.edge_macs + additions
+        # sum over layers of numel * max(0, inputs - 1) = a @ (macs + numel of dst) - present @ numel
+        a = torch.as_tensor(active).to(torch.float32)
+        present = (a @ self.incidence32) > 0
+        return a.to(torch.float64) @ self.edge_weight - present.to(torch.float64) @ self.layer_numel
 
     def per_edge(self) -> torch.Tensor:
         return self.edge_macs
@@ -140,65 +143,57 @@ class DistributedCost(Cost):
         return float(match.group(1))
 
     def __call__(self, active: torch.Tensor) -> torch.Tensor:
-        active = torch.as_tensor(active).bool().cpu()
-        packed = _pack_rows(active)
-        result = torch.empty(active.shape[0], dtype=torch.float64)
-        todo_rows: list[int] = []
-        todo_keys: dict[bytes, int] = {}
+        masks = torch.as_tensor(active).bool().cpu().numpy()
+        packed = _pack_rows(masks)
+        todo: dict[bytes, int] = {}
         for row, key in enumerate(packed):
-            if key in self.memo:
-                result[row] = self.memo[key]
-            elif key not in todo_keys:
-                todo_keys[key] = row
-                todo_rows.append(row)
-        if todo_rows:
-            steps = self._simulate(active[todo_rows])
-            for key, value in zip(todo_keys, steps.tolist()):
-                self.memo[key] = value
-        for row, key in enumerate(packed):
-            result[row] = self.memo[key]
-        return result
+            if key not in self.memo and key not in todo:
+                todo[key] = row
+        if todo:
+            steps = self._simulate(masks[list(todo.values())])
+            self.memo.update(zip(todo, steps.tolist()))
+        return torch.tensor([self.memo[key] for key in packed], dtype=torch.float64)
 
-    def _simulate(self, active: torch.Tensor) -> torch.Tensor:
-        batch, n_edges = active.shape
-        n_layers = len(self.network.layers)
-        done = ~active  # inactive edges never run
-        steps = torch.zeros(batch, dtype=torch.float64)
-        for _ in range(n_edges + 1):
-            done = self._propagate_free(active, done)
-            pending = active & ~done
-            if not pending.any():
-                break
-            ready = pending & self._layers_ready(done, n_layers)[:, self.src] & ~self.free
-            # the first K ready edges in canonical (topological) order
-            chosen = ready & (torch.cumsum(ready.to(torch.int32), dim=1) <= self.workers)
-            busy = chosen.any(dim=1)
-            steps += busy.to(torch.float64)
-            done = done | chosen
-        return steps
+    def _simulate(self, active: np.ndarray) -> np.ndarray:
+        """Steps of every row of ``active`` [R, E], all rows advancing together.
 
-    def _layers_ready(self, done: torch.Tensor, n_layers: int) -> torch.Tensor:
-        """[B, L]: every active incoming edge of the layer has run."""
-        waiting = torch.zeros((done.shape[0], n_layers), dtype=torch.int32)
-        waiting.index_add_(1, self.dst, (~done).to(torch.int32))
-        ready = waiting == 0
-        ready[:, self.input_index] = True
-        return ready
+        Edges are in canonical order, grouped by destination, so "some incoming edge of layer l
+        is still pending" is one segmented OR (reduceat) over the pending mask."""
+        dst = self.dst.numpy()
+        free = self.free.numpy()
+        # segments of edges per destination layer; layer_of_src[e] indexes those segments
+        fed = np.unique(dst)
+        starts = np.searchsorted(dst, fed)
+        segment = np.full(len(self.network.layers), -1)
+        segment[fed] = np.arange(len(fed))
+        src_segment = segment[self.src.numpy()]
+        from_input = src_segment < 0  # the input has no incoming edge: always ready
+        src_segment = np.where(from_input, 0, src_segment)
 
-    def _propagate_free(self, active: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
-        n_layers = len(self.network.layers)
-        while True:
-            ready = self._layers_ready(done, n_layers)[:, self.src]
-            newly = active & ~done & self.free & ready
-            if not newly.any():
-                return done
-            done = done | newly
+        steps = np.zeros(active.shape[0], dtype=np.int64)
+        rows = np.arange(active.shape[0])
+        pending = active.copy()
+        any_free = bool(free.any())
+        while rows.size:
+            unfinished = pending.any(axis=1)
+            if not unfinished.all():
+                rows, pending = rows[unfinished], pending[unfinished]
+                if not rows.size:
+                    break
+            ready = pending & (~np.logical_or.reduceat(pending, starts, axis=1)[:, src_segment] | from_input)
+            if any_free and (ready & free).any():
+                pending = pending & ~(ready & free)  # parameter-free edges take no step
+                continue
+            # the first K ready edges in canonical (topological) order run in this step
+            chosen = ready & (np.cumsum(ready, axis=1, dtype=np.int32) <= self.workers)
+            pending &= ~chosen
+            steps[rows] += 1
+        return steps.astype(np.float64)
 
 
-def _pack_rows(mask: torch.Tensor) -> list[bytes]:
-    import numpy as np
-
-    packed = np.packbits(mask.numpy().astype(np.uint8), axis=1)
+def _pack_rows(mask: torch.Tensor | np.ndarray) -> list[bytes]:
+    array = mask.numpy() if isinstance(mask, torch.Tensor) else mask
+    packed = np.packbits(array.astype(np.uint8), axis=1)
     return [row.tobytes() for row in packed]
 
 

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 
 from bsnc import ast
 from bsnc.errors import SourceError
-from bsnc.ops import type_name
+from bsnc.ops import bsn_repr, type_name
 
 Value = int | float | bool | str
 
@@ -66,7 +66,7 @@ def _magnitude(value: int) -> str:
 
 def _log2(x: Value, node: ast.Node) -> Value:
     if not _is_number(x) or x <= 0:
-        raise SourceError(f"log2 needs a positive number, got {x!r}", node.span)
+        raise SourceError(f"log2 needs a positive number, got {bsn_repr(x)}", node.span)
     if _is_int(x) and x & (x - 1) == 0:
         return x.bit_length() - 1
     return math.log2(x)
@@ -77,19 +77,19 @@ def _to_int(x: Value, node: ast.Node) -> Value:
         return int(x)
     if _is_int(x):
         return x
-    raise SourceError(f"int() needs a number, got {type_name(x)} {x!r}", node.span)
+    raise SourceError(f"int() needs a number, got {type_name(x)} {bsn_repr(x)}", node.span)
 
 
 def _to_float(x: Value, node: ast.Node) -> Value:
     if _is_number(x):
         return float(x)
-    raise SourceError(f"float() needs a number, got {type_name(x)} {x!r}", node.span)
+    raise SourceError(f"float() needs a number, got {type_name(x)} {bsn_repr(x)}", node.span)
 
 
 def _abs(x: Value, node: ast.Node) -> Value:
     if _is_number(x):
         return abs(x)
-    raise SourceError(f"abs() needs a number, got {type_name(x)} {x!r}", node.span)
+    raise SourceError(f"abs() needs a number, got {type_name(x)} {bsn_repr(x)}", node.span)
 
 
 def _minmax(pick: Callable[..., Any]) -> Callable[..., Value]:
@@ -98,7 +98,7 @@ def _minmax(pick: Callable[..., Any]) -> Callable[..., Value]:
             raise SourceError(f"{pick.__name__}() needs at least one argument", node.span)
         for a in args:
             if not _is_number(a):
-                raise SourceError(f"{pick.__name__}() needs numbers, got {type_name(a)} {a!r}", node.span)
+                raise SourceError(f"{pick.__name__}() needs numbers, got {type_name(a)} {bsn_repr(a)}", node.span)
         return pick(args)
 
     return run
@@ -144,16 +144,16 @@ def evaluate(expr: ast.Expr, scope: Scope) -> Value:
         if expr.op == "not":
             return not _need_bool(v, expr.operand, "not")
         if not _is_number(v):
-            raise SourceError(f"unary '{expr.op}' needs a number, got {type_name(v)} {v!r}", expr.operand.span)
+            raise SourceError(f"unary '{expr.op}' needs a number, got {type_name(v)} {bsn_repr(v)}", expr.operand.span)
         return -v if expr.op == "-" else v
     if isinstance(expr, ast.BinOp):
         return _binop(expr, scope)
-    raise TypeError(f"not an expression: {expr!r}")
+    raise TypeError(f"not an expression: {bsn_repr(expr)}")
 
 
 def _need_bool(v: Value, node: ast.Node, op: str) -> bool:
     if not isinstance(v, bool):
-        raise SourceError(f"'{op}' needs true or false, got {type_name(v)} {v!r}", node.span)
+        raise SourceError(f"'{op}' needs true or false, got {type_name(v)} {bsn_repr(v)}", node.span)
     return v
 
 
@@ -169,16 +169,16 @@ def _binop(expr: ast.BinOp, scope: Scope) -> Value:
     if op in _COMPARE:
         comparable = (_is_number(a) and _is_number(b)) or type(a) is type(b)
         if not comparable or (isinstance(a, bool) and op not in ("==", "!=")):
-            raise SourceError(f"cannot compare {type_name(a)} {a!r} with {type_name(b)} {b!r} using '{op}'", expr.span)
+            raise SourceError(f"cannot compare {type_name(a)} {bsn_repr(a)} with {type_name(b)} {bsn_repr(b)} using '{op}'", expr.span)
         return _COMPARE[op](a, b)
     if op == "+" and isinstance(a, str) and isinstance(b, str):
         return a + b
     for side, v in ((expr.left, a), (expr.right, b)):
         if not _is_number(v):
-            raise SourceError(f"'{op}' needs numbers, got {type_name(v)} {v!r}", side.span)
+            raise SourceError(f"'{op}' needs numbers, got {type_name(v)} {bsn_repr(v)}", side.span)
     if op in ("<<", ">>"):
         if not (_is_int(a) and _is_int(b)):
-            raise SourceError(f"'{op}' needs integers, got {a!r} and {b!r}", expr.span)
+            raise SourceError(f"'{op}' needs integers, got {bsn_repr(a)} and {bsn_repr(b)}", expr.span)
         if b < 0:
             raise SourceError(f"negative shift count {b}", expr.right.span)
         if op == "<<" and (b > 63 or a.bit_length() + b > 64):
@@ -203,7 +203,7 @@ def _power(a: Value, b: Value, expr: ast.BinOp) -> Value:
     except OverflowError:
         raise SourceError(f"{a} ** {b} is too large", expr.span) from None
     if isinstance(result, complex):
-        raise SourceError(f"{a} ** {b} is not a real number", expr.span)
+        raise SourceError(f"({a}) ** {b} is not a real number", expr.span)
     return _checked(result, expr)
 
 

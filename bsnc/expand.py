@@ -3,6 +3,7 @@ layers and edges whose values are all resolved."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -10,7 +11,7 @@ from bsnc import ast
 from bsnc.errors import Note, SourceError, Span, UsageError
 from bsnc.evaluate import Scope, Value, evaluate
 from bsnc.ir import Edge, Layer, OpCall, ResolvedCall
-from bsnc.ops import REGISTRY, REQUIRED, check_value, type_name
+from bsnc.ops import REGISTRY, REQUIRED, bsn_repr, check_value, type_name
 from bsnc.program import Program, Unit
 
 MAX_EDGES = 1_000_000
@@ -40,29 +41,40 @@ class NetworkParam:
     span: Span | None
 
 
-def network_params(program: Program, name: str | None = None) -> tuple[ast.NetworkDef, list[NetworkParam]]:
+def network_params(program: Program, name: str | None = None,
+                   chain: tuple[str, ...] = ()) -> tuple[ast.NetworkDef, list[NetworkParam]]:
     """The network's definition and its parameters, alias defaults applied."""
     name = name or program.network_name
     item, _ = program.networks[name]
     if isinstance(item, ast.NetworkDef):
         return item, [_declared_param(p) for p in item.params]
     if item.target not in program.networks:
-        raise SourceError(f"undefined network '{item.target}'; import the file that declares it", item.span)
-    if item.target == item.name:
-        raise SourceError(f"network '{item.name}' is defined as itself", item.span)
-    definition, params = network_params(program, item.target)
+        from bsnc.evaluate import _suggest
+
+        hint = _suggest(item.target, set(program.networks) - {item.name})
+        raise SourceError(f"undefined network '{item.target}'{hint or '; import the file that declares it'}", item.span)
+    if item.target in chain + (item.name,):
+        cycle = " -> ".join(chain + (item.name, item.target))
+        raise SourceError(f"network aliases form a cycle: {cycle}", item.span)
+    definition, params = network_params(program, item.target, chain + (item.name,))
     by_name = {p.name: p for p in params}
     seen: set[str] = set()
+    named = False
     for i, arg in enumerate(item.args):
         if arg.name is None:
+            if named:
+                raise SourceError("a positional argument cannot follow a named one", arg.span)
             if i >= len(params):
-                raise SourceError(f"network '{item.target}' takes {len(params)} parameters, got more", arg.span)
+                raise SourceError(f"network '{item.target}' takes {len(params)} parameter{'s' if len(params) != 1 else ''}, "
+                                  f"got {len(item.args)}", arg.span)
             target = params[i].name
         elif arg.name not in by_name:
+            named = True
             raise SourceError(
                 f"network '{item.target}' has no parameter '{arg.name}'; its parameters are {_names(params)}", arg.span
             )
         else:
+            named = True
             target = arg.name
         if target in seen:
             raise SourceError(f"parameter '{target}' is given twice", arg.span)
@@ -96,9 +108,11 @@ def _declared_param(p: ast.Param) -> NetworkParam:
 def _coerce_param(p: NetworkParam, value: Value, span: Span | None) -> Value:
     if p.type is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SourceError(f"parameter '{p.name}' must be a finite number, got {value!r}", span)
     if type(value) is not p.type:
         raise SourceError(
-            f"parameter '{p.name}' is {p.type.__name__}, got {type_name(value)} {value!r}", span
+            f"parameter '{p.name}' is {p.type.__name__}, got {type_name(value)} {bsn_repr(value)}", span
         )
     return value
 
@@ -120,9 +134,12 @@ def parse_override(param: NetworkParam, text: str) -> Value:
             raise UsageError(f"{where}: parameter '{param.name}' is int; expected a whole number") from None
     if param.type is float:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            raise UsageError(f"{where}: parameter '{param.name}' is float; expected a number") from None
+            value = float("nan")
+        if not math.isfinite(value):
+            raise UsageError(f"{where}: parameter '{param.name}' is float; expected a finite number")
+        return value
     return text
 
 
@@ -195,7 +212,7 @@ class _Expander:
         elif isinstance(stmt, ast.If):
             cond = evaluate(stmt.cond, scope)
             if not isinstance(cond, bool):
-                raise SourceError(f"an if condition must be true or false, got {type_name(cond)} {cond!r}", stmt.cond.span)
+                raise SourceError(f"an if condition must be true or false, got {type_name(cond)} {bsn_repr(cond)}", stmt.cond.span)
             if cond:
                 self.block(stmt.then, scope.child())
             elif stmt.orelse is not None:
@@ -224,7 +241,7 @@ class _Expander:
     def int_value(self, expr: ast.Expr, scope: Scope, what: str) -> int:
         value = evaluate(expr, scope)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise SourceError(f"{what} must be an integer, got {type_name(value)} {value!r}", expr.span)
+            raise SourceError(f"{what} must be an integer, got {type_name(value)} {bsn_repr(value)}", expr.span)
         return value
 
     def layer_name(self, name: ast.LayerName, scope: Scope) -> tuple[str, tuple[int, ...]]:
@@ -260,7 +277,7 @@ class _Expander:
     def number(self, expr: ast.Expr, scope: Scope, what: str) -> float:
         value = evaluate(expr, scope)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise SourceError(f"{what} must be a number, got {type_name(value)} {value!r}", expr.span)
+            raise SourceError(f"{what} must be a number, got {type_name(value)} {bsn_repr(value)}", expr.span)
         return value
 
     def edge(self, stmt: ast.EdgeStmt, scope: Scope) -> None:

@@ -27,7 +27,8 @@ def format_file(tree: ast.File) -> str:
     lines: list[str] = []
     for item in tree.items:
         _stmt(item, 0, lines)
-    return "\n".join(lines).rstrip("\n") + "\n"
+    text = "\n".join(lines).rstrip("\n")
+    return text + "\n" if text else ""
 
 
 def format_expr(expr: ast.Expr) -> str:

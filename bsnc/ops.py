@@ -354,14 +354,25 @@ def check_value(prim: Primitive, spec: ArgSpec, value: Any) -> str | None:
         for t in types
     )
     if not ok:
-        return f"argument '{spec.name}' of {prim.name} must be {spec.type_name()}, got {type_name(value)} {value!r}"
+        return f"argument '{spec.name}' of {prim.name} must be {spec.type_name()}, got {type_name(value)} {bsn_repr(value)}"
     if spec.choices is not None and value not in spec.choices:
-        return f"argument '{spec.name}' of {prim.name} must be one of {', '.join(map(repr, spec.choices))}; got {value!r}"
+        return f"argument '{spec.name}' of {prim.name} must be one of {', '.join(map(bsn_repr, spec.choices))}; got {bsn_repr(value)}"
     if spec.minimum is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value < spec.minimum:
-        return f"argument '{spec.name}' of {prim.name} must be at least {spec.minimum}, got {value!r}"
+        return f"argument '{spec.name}' of {prim.name} must be at least {spec.minimum}, got {bsn_repr(value)}"
     if prim.name == "dropout" and spec.name == "p" and value >= 1:
-        return f"argument 'p' of dropout must be below 1, got {value!r}"
+        return f"argument 'p' of dropout must be below 1, got {bsn_repr(value)}"
     return None
+
+
+def bsn_repr(value: Any) -> str:
+    """A value as `.bsn` text writes it: true, "text", 3, 0.5."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        from bsnc.formatter import quote
+
+        return quote(value)
+    return repr(value)
 
 
 def type_name(value: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -28,8 +29,8 @@ _TERMINAL_NAMES = {
     "FLOAT": "a number",
     "STRING": 'a string "..."',
     "COMP_OP": "a comparison",
-    "ADD_OP": "'+' or '-'",
-    "MUL_OP": "'*', '/', '//' or '%'",
+    "ADD_OP": "'+', '-'",
+    "MUL_OP": "'*', '/', '//', '%'",
     "$END": "end of file",
 }
 
@@ -74,7 +75,9 @@ def parse(text: str, file: str = "<string>") -> ast.File:
     except lark.exceptions.VisitError as exc:
         if isinstance(exc.orig_exc, SourceError):
             raise exc.orig_exc from None
-        raise
+        meta = getattr(exc.obj, "meta", None)
+        span = builder._span(meta) if meta is not None else None
+        raise SourceError(f"cannot read this {exc.rule}: {exc.orig_exc}", span) from None
     except lark.exceptions.UnexpectedInput as exc:
         raise _syntax_error(exc, text, file) from None
     comments = _scan_comments(text)
@@ -136,22 +139,45 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, file: str) ->
     if isinstance(exc, lark.exceptions.UnexpectedCharacters):
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         if char == '"':
+            escape = _bad_escape(text, exc.pos_in_stream)
+            if escape is not None:
+                offset, sequence = escape
+                return SourceError(
+                    f"unknown escape {sequence!r} in a string; use \\\\, \\\", \\n or \\t",
+                    Span(file, line, column + offset, line, column + offset + 2),
+                )
             message = "unterminated string: a string must end with '\"' on the same line"
         else:
             message = f"unexpected character {char!r}"
         return SourceError(message, Span(file, line, column, line, column + 1))
     if isinstance(exc, lark.exceptions.UnexpectedToken):
         token = exc.token
-        expected = sorted({_describe_terminal(t) for t in exc.expected})
+        expected = sorted({_describe_terminal(t) for t in (getattr(exc, "accepts", None) or exc.expected)})
         if token.type == "$END":
             line, column = _end_position(text)
             got, width = "end of file", 1
         else:
             got, width = f"'{token.value}'", max(1, len(str(token.value)))
         want = expected[0] if len(expected) == 1 else "one of " + ", ".join(expected)
-        return SourceError(f"unexpected {got}; expected {want}", Span(file, line, column, line, column + width))
+        hint = ""
+        if token.type == "COMMA" and expected == ["']'"]:
+            hint = "; did you forget ':' before a shape, as in `layer a : [16, 8, 8]`?"
+        return SourceError(f"unexpected {got}; expected {want}{hint}", Span(file, line, column, line, column + width))
     line, column = _end_position(text)
     return SourceError("unexpected end of file", Span(file, line, column, line, column + 1))
+
+
+def _bad_escape(text: str, start: int) -> tuple[int, str] | None:
+    """The first unknown escape in the string starting at ``start``: (offset, sequence)."""
+    i = start + 1
+    while i < len(text) and text[i] not in '"\n':
+        if text[i] == "\\":
+            if i + 1 < len(text) and text[i + 1] not in '"\\nt':
+                return i - start, text[i : i + 2]
+            i += 2
+            continue
+        i += 1
+    return None
 
 
 def _end_position(text: str) -> tuple[int, int]:
@@ -207,7 +233,7 @@ class _TreeBuilder(Transformer):
                 expr_depth += max(1, (len(node.children) - 1) // 2)
                 if expr_depth > MAX_EXPR_DEPTH:
                     raise SourceError(
-                        f"expression nested more than {MAX_EXPR_DEPTH} deep",
+                        f"expression too long or too deeply nested (more than {MAX_EXPR_DEPTH} operators)",
                         self._span(node.meta),
                     )
             else:
@@ -225,16 +251,23 @@ class _TreeBuilder(Transformer):
 
     # terminals
     def NAME(self, tok: Token) -> Token:
+        if str(tok) in KEYWORDS:
+            raise SourceError(f"'{tok}' is a keyword; it cannot be used as a name", self._tok_span(tok))
         return tok
 
     # expressions
     @v_args(meta=True)
     def int_lit(self, meta, children):
+        if len(children[0]) > 19:  # beyond 2**63: refuse before Python parses a huge number
+            raise SourceError("integer out of range: the limit is ±(2**63 - 1)", self._span(meta))
         return ast.IntLit(int(children[0]), span=self._span(meta))
 
     @v_args(meta=True)
     def float_lit(self, meta, children):
-        return ast.FloatLit(float(children[0]), span=self._span(meta))
+        value = float(children[0])
+        if not math.isfinite(value):
+            raise SourceError(f"number {children[0]} is too large for a float", self._span(meta))
+        return ast.FloatLit(value, span=self._span(meta))
 
     @v_args(meta=True)
     def str_lit(self, meta, children):
@@ -397,6 +430,11 @@ class _TreeBuilder(Transformer):
         return list(children)
 
 
+KEYWORDS = frozenset(
+    "import module network let input output layer aggregate post at fixed as prob for in if else "
+    "and or not true false".split()
+)
+
 _EXPR_RULES = frozenset(
     "or_expr and_expr not_op comparison shift_expr arith term unary power call paren".split()
 )
@@ -432,18 +470,20 @@ def _place(stmts: Sequence[ast.Stmt], comments: list[Token], first: int, last: i
     mine = [c for c in comments if first <= c.line <= last]
     out: list[ast.Stmt] = []
     prev_end: int | None = None
-    for stmt in stmts:
+    for index, stmt in enumerate(stmts):
         span = stmt.span
         assert span is not None
+        next_line = stmts[index + 1].span.line if index + 1 < len(stmts) and stmts[index + 1].span else None
         before = [c for c in mine if c.line < span.line and (prev_end is None or c.line > prev_end)]
         for c in before:
             _add_gap(out, prev_end, c.line)
             out.append(ast.Comment(str(c), span=Span(file, c.line, c.column, c.line, c.column + len(c))))
             prev_end = c.line
         _add_gap(out, prev_end, span.line)
-        inside = [c for c in mine if span.line <= c.line <= span.end_line]
+        # a comment on a line shared with the next statement belongs to that one
+        inside = [c for c in mine if span.line <= c.line <= span.end_line and (next_line is None or c.line < next_line)]
         out.append(_with_comments(stmt, inside, file))
-        prev_end = span.end_line
+        prev_end = span.end_line if next_line is None or next_line > span.end_line else span.end_line - 1
     trailing = [c for c in mine if prev_end is None or c.line > prev_end]
     for c in trailing:
         _add_gap(out, prev_end, c.line)
@@ -462,26 +502,24 @@ def _with_comments(stmt: ast.Stmt, comments: list[Token], file: str) -> ast.Stmt
     the statement's first line (before its block opens) becomes its trailing comment."""
     span = stmt.span
     assert span is not None
-    if isinstance(stmt, ast.NetworkDef):
+    if isinstance(stmt, (ast.NetworkDef, ast.For)):
         head = [c for c in comments if c.line == span.line]
-        body = _place(stmt.body, [c for c in comments if c.line > span.line and c.line < span.end_line], span.line + 1, span.end_line - 1, file)
-        return dataclasses.replace(stmt, body=body, comment=_join(head))
-    if isinstance(stmt, ast.For):
-        head = [c for c in comments if c.line == span.line]
-        body = _place(stmt.body, [c for c in comments if span.line < c.line < span.end_line], span.line + 1, span.end_line - 1, file)
+        # comments up to the closing brace's line stay inside the block
+        body = _place(stmt.body, [c for c in comments if span.line < c.line <= span.end_line], span.line + 1, span.end_line, file)
         return dataclasses.replace(stmt, body=body, comment=_join(head))
     if isinstance(stmt, ast.If):
         head = [c for c in comments if c.line == span.line]
-        else_line = stmt.else_line if stmt.else_line is not None else span.end_line
+        has_else = stmt.else_line is not None
+        else_line = stmt.else_line if has_else else span.end_line + 1
         then = _place(stmt.then, [c for c in comments if span.line < c.line < else_line], span.line + 1, else_line - 1, file)
         orelse = stmt.orelse
         if orelse is not None:
             rest = [c for c in comments if else_line <= c.line <= span.end_line]
-            nested = orelse[0]
+            nested = orelse[0] if orelse else None
             if len(orelse) == 1 and isinstance(nested, ast.If) and nested.span is not None and nested.span.line == else_line:
                 orelse = (_with_comments(nested, rest, file),)
             else:
-                orelse = _place(orelse, [c for c in rest if c.line < span.end_line], else_line, span.end_line - 1, file)
+                orelse = _place(orelse, rest, else_line, span.end_line, file)
         return dataclasses.replace(stmt, then=then, orelse=orelse, comment=_join(head))
     return dataclasses.replace(stmt, comment=_join(comments)) if comments else stmt
 

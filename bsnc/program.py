@@ -56,13 +56,13 @@ def load_program(path: str | Path) -> Program:
     _add_unit(program, root, stack=[path.resolve()])
     own = [i for i in root.tree.items if isinstance(i, (ast.NetworkDef, ast.NetworkAlias))]
     if not own:
-        raise SourceError("this file declares no network; expected `network NAME(...) { ... }`",
-                          _file_start(shown))
+        raise SourceError(f"{shown} declares no network; expected `network NAME(...) {{ ... }}` "
+                          "or `network NAME = OTHER(...)`", None)
     if len(own) > 1:
         raise SourceError(
-            f"a file declares one network; this one also declares '{own[0].name}'",
+            f"a file declares one network; '{own[1].name}' is a second one",
             own[1].span,
-            [Note("first network here", own[0].span)],
+            [Note(f"first network '{own[0].name}' here", own[0].span)],
         )
     return program
 
@@ -74,12 +74,6 @@ def parse_text(text: str, name: str = "<string>") -> Program:
     program = Program(root=unit)
     _add_unit(program, unit, stack=[Path(name)])
     return program
-
-
-def _file_start(shown: str):
-    from bsnc.errors import Span
-
-    return Span(shown, 1, 1, 1, 2)
 
 
 def _load_unit(path: Path, shown: str) -> Unit:

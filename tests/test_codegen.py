@@ -160,7 +160,7 @@ def test_hostile_string_argument_is_a_located_error():
     with pytest.raises(SourceError) as info:
         load_network(HOSTILE / "mode_string.bsn")
     message = info.value.render()
-    assert "mode_string.bsn:5:" in message and "must be one of 'nearest', 'bilinear'" in message
+    assert "mode_string.bsn:5:" in message and 'must be one of "nearest", "bilinear"' in message
 
 
 def test_file_name_with_newline_is_repr_in_comments(tmp_path):
