@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -208,7 +207,7 @@ class Trainer:
         self.device = _resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = _Distributed(self.device)
         self.run_dir = Path(config.run_dir)
-        self._prepare_run_dir()
+        self._check_run_dir()
 
         self.splits = datasets.load_data(
             config.data, Path(config.data_dir) if config.data_dir else None, config.seed,
@@ -216,12 +215,20 @@ class Trainer:
             num_classes=self.network.layer(self.network.output).shape[0],
         )
         datasets.check_compatible(self.splits.info, self.network)
+        self._prepare_run_dir()
 
         torch.manual_seed(config.seed)
         self.core = compile_network(self.network)().to(self.device)
         self.model: nn.Module = self.core
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
+            if self.stochastic:
+                # The gates feed the REINFORCE term, not the forward output that DDP traces: they are
+                # left out of DDP and their gradient is averaged by hand (see _average_gate_grad).
+                # (".gate_logits" too: DDP names a root module's parameters with a leading dot)
+                nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                    self.core, ["gate_logits", ".gate_logits"])
+            # rows of a process may leave some edges unused in a step
             self.model = nn.parallel.DistributedDataParallel(self.core, device_ids=ids, find_unused_parameters=True)
         gates = [self.core.gate_logits] if self.stochastic else []
         weights = [p for name, p in self.core.named_parameters() if name != "gate_logits"]
@@ -241,15 +248,17 @@ class Trainer:
 
     # --- run directory and checkpoints ---------------------------------------------------------
 
-    def _prepare_run_dir(self) -> None:
-        if not self.dist.main:
-            return
+    def _check_run_dir(self) -> None:
         exists = (self.run_dir / "ckpt.pt").exists()
         if self.config.resume and not exists:
             raise UsageError(f"--resume: {self.run_dir} holds no ckpt.pt to resume from")
         if not self.config.resume and exists:
             raise UsageError(f"--run-dir {self.run_dir}: a run is already there; pass --resume to continue it "
                              "or choose another --run-dir")
+
+    def _prepare_run_dir(self) -> None:
+        if not self.dist.main:
+            return
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             probe = self.run_dir / ".write-test"
@@ -369,15 +378,25 @@ class Trainer:
                                 "(try a lower --lr or --path-lr)")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            self._average_gate_grad()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            totals += torch.tensor([float(delta.sum()), float(correct.sum()), float(sampled_cost.sum()), x.shape[0]],
-                                   dtype=torch.float64)
+            totals += torch.tensor([float(delta.detach().sum()), float(correct.sum()), float(sampled_cost.sum()),
+                                    x.shape[0]], dtype=torch.float64)
             if step % 10 == 0:
-                bar.set_postfix(loss=f"{float(delta.mean()):.3f}")
+                bar.set_postfix(loss=f"{float(delta.detach().mean()):.3f}")
         loss_sum, correct_sum, cost_sum, rows = self.dist.total(*totals.tolist(), device=self.device)
         rows = max(rows, 1)
         return loss_sum / rows, correct_sum / rows, cost_sum / rows
+
+    def _average_gate_grad(self) -> None:
+        if not (self.dist.enabled and self.stochastic):
+            return
+        gate = self.core.gate_logits
+        if gate.grad is None:
+            gate.grad = torch.zeros_like(gate)
+        dist.all_reduce(gate.grad)
+        gate.grad /= self.dist.world
 
     @torch.no_grad()
     def evaluate(self, dataset) -> float:
@@ -462,6 +481,3 @@ class Trainer:
 def train(config: TrainConfig) -> TrainResult:
     return Trainer(config).run()
 
-
-def _finite(x: float) -> bool:
-    return math.isfinite(x)

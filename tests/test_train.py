@@ -1,0 +1,265 @@
+"""bsnc train: budgeted REINFORCE training, run directories, resume, errors, distributed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from click.testing import CliRunner
+
+from bsnc.checkpoint import load_checkpoint
+from bsnc.cli import main
+from bsnc.train import TrainConfig, Trainer, train
+from tests.helpers import FABRICS
+
+TINY = """
+network tiny(C: int = 4, classes: int = 10) {
+    input x : [3, 8, 8]
+    layer a : [C, 8, 8] post relu
+    layer b : [C, 4, 4] post relu
+    output y : [classes]
+    fixed x -> a : conv(C) >> bn
+    a -> b : conv(C, stride=2) >> bn
+    a -> b as pool : maxpool(2) >> conv(C, k=1)
+    b -> y : global_avgpool >> linear(classes)
+    a -> y : global_avgpool >> linear(classes)
+}
+"""
+
+STATIC = """
+network static(C: int = 4) {
+    input x : [3, 8, 8]
+    layer a : [C, 8, 8] post relu
+    output y : [10]
+    fixed x -> a : conv(C) >> bn
+    fixed a -> y : global_avgpool >> linear(10)
+}
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.bsn"
+    path.write_text(TINY)
+    return path
+
+
+def _config(path, run_dir, **changes) -> TrainConfig:
+    values = dict(file=str(path), data="fake", cost="flops", budget="20k", epochs=2, batch_size=32, lr=0.05,
+                  path_lr=0.5, lam=2.0, seed=3, device="cpu", run_dir=str(run_dir), progress=False)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_budgeted_training_writes_a_complete_run_directory(tiny, tmp_path):
+    run = tmp_path / "run"
+    result = train(_config(tiny, run, epochs=3, warmup_epochs=1))
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "ckpt.pt", "config.json", "metrics.jsonl"]
+    rows = _metrics(run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert [r["phase"] for r in rows] == ["warmup", "search", "search"]
+    expected = {"train_loss", "train_acc", "mean_sampled_cost", "deterministic_cost", "entropy", "edges_kept",
+                "val_acc", "test_acc", "lr", "time", "within_budget"}
+    assert expected <= set(rows[0])
+    assert rows[-1]["test_acc"] is not None and rows[0]["test_acc"] is None
+    config = json.loads((run / "config.json").read_text())
+    assert config["sources"][str(tiny)] == TINY and config["config"]["budget"] == "20k"
+    state = load_checkpoint(run / "ckpt.pt")  # weights_only=True
+    assert state["epoch"] == 2 and "gate_logits" in state["model"]
+    gates = state["model"]["gate_logits"]
+    assert not torch.allclose(gates, torch.full_like(gates, 3.0)), "REINFORCE moved the edge probabilities"
+    assert 0 <= result.test_acc <= 1
+
+
+def test_warmup_freezes_gates_then_resets_them(tiny, tmp_path):
+    trainer = Trainer(_config(tiny, tmp_path / "run", epochs=2, warmup_epochs=1))
+    with torch.no_grad():
+        trainer.core.gate_logits.fill_(1.0)
+    trainer.train_epoch(0, "warmup")
+    assert torch.all(trainer.core.gate_logits == 1.0), "gates are frozen during warm-up"
+    assert trainer.core.last.drawn.all(), "every edge is on during warm-up"
+
+
+def test_cost_pressure_lowers_the_probabilities_of_expensive_edges(tiny, tmp_path):
+    trainer = Trainer(_config(tiny, tmp_path / "run", epochs=4, budget="5k", lam=50.0, path_lr=2.0))
+    before = trainer.core.gamma().detach().clone()
+    trainer.run()
+    after = trainer.core.gamma().detach()
+    assert after.mean() < before.mean()
+
+
+def test_a_network_without_stochastic_edges_trains_as_a_plain_network(tmp_path):
+    path = tmp_path / "static.bsn"
+    path.write_text(STATIC)
+    result = train(_config(path, tmp_path / "run", budget=None))
+    rows = _metrics(tmp_path / "run")
+    assert rows[0]["phase"] == "train" and rows[0]["entropy"] == 0.0
+    assert rows[0]["deterministic_cost"] == rows[0]["mean_sampled_cost"] > 0
+    assert result.test_acc is not None
+
+
+def test_segmentation_uses_pixel_accuracy(tmp_path):
+    run = tmp_path / "run"
+    config = _config(FABRICS / "cnf.bsn", run, data="synthetic-seg", budget="1M", epochs=1,
+                     defines={"W": "2", "C": "4", "size": "8", "classes": "3", "segmentation": "true"})
+    result = train(config)
+    assert 0 < result.test_acc <= 1
+    assert _metrics(run)[0]["val_acc"] > 0.2
+
+
+def test_resumed_run_ends_with_exactly_the_metrics_of_an_uninterrupted_one(tiny, tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    train(_config(tiny, full, epochs=4))
+
+    stopped = tmp_path / "stopped"
+    original = Trainer.train_epoch
+
+    def stop_at_third_epoch(self, epoch, phase):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch, phase)
+
+    monkeypatch.setattr(Trainer, "train_epoch", stop_at_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny, stopped, epochs=4))
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert len(_metrics(stopped)) == 2
+    train(_config(tiny, stopped, epochs=4, resume=True))
+
+    def without_time(rows):
+        return [{k: v for k, v in r.items() if k != "time"} for r in rows]
+
+    assert without_time(_metrics(stopped)) == without_time(_metrics(full))
+    a, b = load_checkpoint(full / "ckpt.pt"), load_checkpoint(stopped / "ckpt.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_resume_refuses_another_source_or_other_overrides(tiny, tmp_path):
+    run = tmp_path / "run"
+    train(_config(tiny, run, epochs=1))
+    runner = CliRunner()
+    base = ["train", str(tiny), "--data", "fake", "--budget", "20k", "--epochs", "2", "--run-dir", str(run),
+            "--device", "cpu", "--quiet", "--resume"]
+    result = runner.invoke(main, base + ["-D", "C=8"])
+    assert result.exit_code == 1 and "trained with -D {}" in result.output
+    tiny.write_text(TINY.replace("maxpool(2)", "avgpool(2)"))
+    result = runner.invoke(main, base)
+    assert result.exit_code == 1 and "another version of" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "nope"], "--data nope: unknown dataset 'nope'"),
+    (["--budget", "0"], "--budget 0: the budget must be greater than 0"),
+    (["--budget", "12ms"], "--budget 12ms: the flops cost is a count"),
+    (["--lambda", "-1"], "--lambda -1.0: lambda must be >= 0"),
+    (["--cost", "distributed:n=0"], "n must be at least 1"),
+    (["--resume"], "holds no ckpt.pt to resume from"),
+    (["--data", "cifar10"], "--data-dir"),
+    ([], "--budget is needed"),
+])
+def test_training_errors_name_the_option(tiny, tmp_path, args, message):
+    base = ["train", str(tiny), "--data", "fake", "--epochs", "1", "--run-dir", str(tmp_path / "r"),
+            "--device", "cpu", "--quiet"]
+    if "--budget" not in args and message != "--budget is needed":
+        base += ["--budget", "20k"]
+    result = CliRunner().invoke(main, base + args)
+    assert result.exit_code != 0
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_dataset_shape_mismatch_names_the_overrides(tmp_path):
+    result = CliRunner().invoke(main, ["train", str(FABRICS / "cnf.bsn"), "-D", "C=4", "--data", "digits",
+                                       "--budget", "1M", "--run-dir", str(tmp_path / "r"), "--quiet"])
+    assert result.exit_code == 1
+    assert "try -D in_channels=1 -D size=8" in result.output
+
+
+def test_unwritable_run_directory(tiny, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = CliRunner().invoke(main, ["train", str(tiny), "--data", "fake", "--budget", "20k", "--run-dir",
+                                       str(blocker / "run"), "--quiet", "--device", "cpu"])
+    assert result.exit_code == 1 and "cannot write there" in result.output
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tiny, tmp_path, monkeypatch):
+    import bsnc.train as training
+
+    run = tmp_path / "run"
+    original = training._task_loss
+    calls = {"n": 0}
+
+    def poisoned(out, y):
+        loss, correct = original(out, y)
+        calls["n"] += 1
+        if calls["n"] > 11:  # epoch 1: 8 training steps + 2 validation batches; then epoch 2
+            loss = loss * float("nan")
+        return loss, correct
+
+    monkeypatch.setattr(training, "_task_loss", poisoned)
+    with pytest.raises(training.BsncError, match=r"at epoch 2, step 2") as info:
+        train(_config(tiny, run, epochs=3))
+    assert "last good checkpoint" in str(info.value)
+    assert load_checkpoint(run / "ckpt.pt")["epoch"] == 0
+
+
+def test_config_file_sets_defaults_that_flags_override(tiny, tmp_path):
+    config = tmp_path / "train.toml"
+    config.write_text('data = "fake"\nbudget = "20k"\nepochs = 2\nbatch-size = 32\ndevice = "cpu"\n')
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(tiny), "--config", str(config), "--epochs", "1",
+                                       "--run-dir", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert saved["epochs"] == 1 and saved["batch_size"] == 32 and saved["budget"] == "20k"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epoch = 3\n")
+    result = CliRunner().invoke(main, ["train", str(tiny), "--config", str(bad)])
+    assert result.exit_code == 2 and "unknown option 'epoch'" in result.output
+
+
+# --- distributed data parallel on CPU (gloo, two processes) -------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, path: str, run_dir: str, out_dir: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    config = _config(path, run_dir, epochs=2)
+    trainer = Trainer(config)
+    trainer.run()
+    torch.save({k: v.detach().clone() for k, v in trainer.core.state_dict().items()},
+               Path(out_dir) / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_processes_hold_identical_gates_and_weights(tiny, tmp_path):
+    out = tmp_path / "states"
+    out.mkdir()
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tiny), str(tmp_path / "run"), str(out)), nprocs=2, join=True)
+    a = torch.load(out / "rank0.pt", weights_only=True)
+    b = torch.load(out / "rank1.pt", weights_only=True)
+    assert not torch.allclose(a["gate_logits"], torch.full_like(a["gate_logits"], 3.0))
+    for key in a:
+        if "running" in key or "num_batches" in key:
+            continue  # batch-norm statistics are per process
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.pt", "ckpt.pt", "config.json",
+                                                                     "metrics.jsonl"]
