@@ -286,7 +286,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--cost", default="flops", show_default=True, metavar="NAME",
               help="flops, params, latency:TABLE.json, distributed:n=K or package.module:function.")
 @click.option("--budget", metavar="VALUE", help="Maximum cost, with units: 40.9M, 0.27M, 12ms, 6.")
-@click.option("--lambda", "lam", type=float, default=1.0, show_default=True,
+@click.option("--lambda", "lam", type=float, default=2.0, show_default=True,
               help="Weight of the budget penalty (unitless: the penalty is relative to the budget).")
 @click.option("--penalty", type=click.Choice(["hinge", "abs"]), default="hinge", show_default=True,
               help="hinge: max(0, C/budget - 1); abs: |C/budget - 1|.")
@@ -298,8 +298,8 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
               help="Learning rate of the weights (divided by 10 at 50% and 75% of the epochs).")
-@click.option("--path-lr", type=click.FloatRange(min=0), default=0.1, show_default=True,
-              help="Learning rate of the edge probabilities Γ.")
+@click.option("--path-lr", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Learning rate of the edge probabilities Γ (SGD on their logits; not decayed).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
               help="auto: cuda, then mps, then cpu.")
 @click.option("--amp", is_flag=True, help="Mixed precision (autocast + grad scaler) on CUDA.")

@@ -42,14 +42,14 @@ class TrainConfig:
     data_dir: str | None = None
     cost: str = "flops"
     budget: str | None = None
-    lam: float = 1.0
+    lam: float = 2.0
     penalty: str = "hinge"
     inconsistent_penalty: float = 0.0
     epochs: int = 10
     warmup_epochs: int = 0
     batch_size: int = 64
     lr: float = 0.1
-    path_lr: float = 0.1
+    path_lr: float = 5.0
     momentum: float = 0.9
     weight_decay: float = 1e-4
     milestones: tuple[float, ...] = (0.5, 0.75)
@@ -237,7 +237,13 @@ class Trainer:
             groups.append({"params": gates, "lr": config.path_lr, "weight_decay": 0.0, "momentum": config.momentum})
         self.optimizer = torch.optim.SGD(groups, lr=config.lr)
         milestones = sorted({max(1, round(m * config.epochs)) for m in config.milestones})
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=milestones, gamma=0.1)
+
+        def step_decay(epoch: int) -> float:
+            return 0.1 ** sum(epoch >= m for m in milestones)
+
+        # the weights' learning rate steps down; the edge probabilities keep theirs
+        schedules = [step_decay] + ([lambda epoch: 1.0] if gates else [])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedules)
         self.use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.start_epoch = 0
