@@ -31,10 +31,13 @@ graphviz:
 	fi
 
 demo: setup
-	$(VENV)/bin/bsnc check fabrics/cnf_w8.bsn
+	$(PY) examples/demo.py
+
+bench: setup
+	$(PY) benchmarks/bench.py
 
 test: setup
 	$(PY) -m pytest -q -n 2
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out runs

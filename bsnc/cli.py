@@ -376,8 +376,11 @@ def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, ke
     click.echo(f"kept {int(result.active.sum())} of {len(result.active)} edges; wrote:")
     for path in result.files:
         click.echo(f"  {path}")
-    if pruned is not None:
-        click.echo(f"load it with: bsnc.load('{result.files[0]}') and load_state_dict(torch.load(...))")
+    bsn = next((p for p in result.files if p.suffix == ".bsn"), None)
+    weights = next((p for p in result.files if p.suffix == ".pt"), None)
+    if pruned is not None and bsn is not None and weights is not None:
+        click.echo(f"use it: model = bsnc.load('{bsn}'); "
+                   f"model.load_state_dict(torch.load('{weights}', weights_only=True))")
 
 
 @main.command()
