@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -125,3 +126,32 @@ def test_export_command_errors(tmp_path):
     assert result.exit_code == 1 and "holds no checkpoint" in result.output
     result = runner.invoke(main, ["export", str(empty)])
     assert result.exit_code == 2 and "--prune" in result.output
+
+
+def test_export_of_a_trained_run_matches_the_recorded_cost(tmp_path):
+    from bsnc.checkpoint import load_checkpoint
+    from bsnc.train import TrainConfig, train
+
+    bsn = tmp_path / "net.bsn"
+    bsn.write_text((FABRICS / "cnf.bsn").read_text())
+    run = tmp_path / "run"
+    train(TrainConfig(file=str(bsn), defines={"W": "2", "C": "4", "size": "8"}, data="fake", budget="200k",
+                      epochs=2, batch_size=32, device="cpu", run_dir=str(run), progress=False))
+    result = CliRunner().invoke(main, ["export", str(run), "--prune", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    recorded = load_checkpoint(run / "best.pt")["history"][-1]["deterministic_cost"]
+    cost = CliRunner().invoke(main, ["cost", str(tmp_path / "out" / "cnf_pruned.bsn"), "--cost", "flops", "--json"])
+    assert json.loads(cost.output)["costs"]["flops"] == recorded
+    # the .bsn it was trained from changes: export refuses
+    bsn.write_text(bsn.read_text().replace("# Convolutional", "# A changed Convolutional"))
+    again = CliRunner().invoke(main, ["export", str(run), "--prune", "-o", str(tmp_path / "out2")])
+    assert again.exit_code == 1 and "the .bsn source changed since training" in again.output
+    assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").iterdir())
+
+
+def test_export_into_an_unwritable_place(tmp_path):
+    program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 2, "C": 4, "size": 4})
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(BsncError, match="cannot write there"):
+        export(network, program, module.state_dict(), blocker / "out")
