@@ -456,10 +456,8 @@ def _palette(channels: int, classes: int) -> np.ndarray:
     return palette
 
 
-class SyntheticSegmentation(Dataset):
-    """Procedural images: one to four filled circles and rectangles of classes 1.. on a
-    background of class 0; every class has its own colour, plus Gaussian noise. Example ``i`` is a
-    function of (seed, split, i), made on demand."""
+class _Procedural(Dataset):
+    """A made-up split whose example ``i`` is a function of (seed, split, i), made on demand."""
 
     def __init__(self, shape: Shape, classes: int, seed: int, split: int, length: int):
         self.shape = shape
@@ -467,11 +465,19 @@ class SyntheticSegmentation(Dataset):
         self.seed = seed
         self.split = split
         self.length = length
-        self.palette = _palette(shape[0], classes)
-        self.noise = min(0.2, 0.4 * 1.4 / (classes - 1))
 
     def __len__(self) -> int:
         return self.length
+
+
+class SyntheticSegmentation(_Procedural):
+    """Procedural images: one to four filled circles and rectangles of classes 1.. on a
+    background of class 0; every class has its own colour, plus Gaussian noise."""
+
+    def __init__(self, shape: Shape, classes: int, seed: int, split: int, length: int):
+        super().__init__(shape, classes, seed, split, length)
+        self.palette = _palette(shape[0], classes)
+        self.noise = min(0.2, 0.4 * 1.4 / (classes - 1))
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= i < self.length:
@@ -506,20 +512,9 @@ def _load_synthetic_seg(data_dir: Path | None, seed: int, input_shape: Shape | N
 # --- fake ---------------------------------------------------------------------------------------
 
 
-class FakeData(Dataset):
+class FakeData(_Procedural):
     """Standard normal inputs with uniform random labels, plus a faint fixed pattern per class
-    (uniform in [-0.5, 0.5]) so that a model can learn something. Example ``i`` is a function of
-    (seed, split, i), made on demand."""
-
-    def __init__(self, shape: Shape, classes: int, seed: int, split: int, length: int):
-        self.shape = shape
-        self.classes = classes
-        self.seed = seed
-        self.split = split
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length
+    (uniform in [-0.5, 0.5]) so that a model can learn something."""
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= i < self.length:
