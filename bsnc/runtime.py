@@ -126,45 +126,74 @@ def _as_batch_mask(mask: torch.Tensor, batch: int, n_edges: int, device: torch.d
 
 
 class Executor:
-    """Runs edge modules on the rows where they are active (gather, run, scatter-add)."""
+    """Runs edge modules on the rows where they are active.
 
-    def __init__(self, arch: Architecture, batch: int):
+    Layers are kept compact: a layer's tensor holds only its *present* rows (those with an
+    active incoming edge; every row for the input). An edge gathers its rows from its source
+    only when they are fewer than the source's, and scatter-adds into its destination only when
+    they are fewer than the destination's, so work and memory follow the sampled architectures.
+    """
+
+    def __init__(self, arch: Architecture, batch: int, structure: Structure):
         self.batch = batch
         self.device = arch.active.device
-        active_cpu = arch.active.cpu()  # one device sync for the whole pass
-        self.counts: list[int] = active_cpu.sum(dim=0).tolist()
-        self._active_cpu = active_cpu
-        self._rows: dict[int, torch.Tensor] = {}
+        self.structure = structure
+        active = arch.active.cpu()  # one device sync for the whole pass
+        self._active = active
+        self.counts: list[int] = active.sum(dim=0).tolist()
+        present = (active.to(torch.float32) @ _incidence(structure)) > 0
+        present[:, structure.input_index] = True
+        self._present = present
+        self._sizes: list[int] = present.sum(dim=0).tolist()
+        self._rows_of_layer: dict[int, torch.Tensor] = {}
+        self._positions: dict[tuple[int, int], torch.Tensor | None] = {}
+        self._src = structure.edge_src.tolist()
+        self._dst = structure.edge_dst.tolist()
 
-    def rows(self, edge: int) -> torch.Tensor:
-        rows = self._rows.get(edge)
+    def _layer_rows(self, layer: int) -> torch.Tensor:
+        rows = self._rows_of_layer.get(layer)
         if rows is None:
-            rows = torch.nonzero(self._active_cpu[:, edge]).flatten().to(self.device, non_blocking=True)
-            self._rows[edge] = rows
+            rows = torch.nonzero(self._present[:, layer]).flatten()
+            self._rows_of_layer[layer] = rows
         return rows
 
+    def _position(self, edge: int, layer: int) -> torch.Tensor | None:
+        """Where the edge's rows sit in ``layer``'s compact tensor (None: they are all of it)."""
+        key = (edge, layer)
+        if key in self._positions:
+            return self._positions[key]
+        if self.counts[edge] == self._sizes[layer]:
+            found = None
+        else:
+            where = torch.full((self.batch,), -1, dtype=torch.long)
+            layer_rows = self._layer_rows(layer)
+            where[layer_rows] = torch.arange(layer_rows.numel())
+            found = where[torch.nonzero(self._active[:, edge]).flatten()].to(self.device, non_blocking=True)
+        self._positions[key] = found
+        return found
+
     def run(self, edge: int, module: nn.Module, x: torch.Tensor | None, acc: torch.Tensor | None) -> torch.Tensor | None:
-        """``acc`` plus the edge's output on its active rows (zeros elsewhere)."""
+        """``acc`` (the destination's present rows) plus the edge's output on its active rows."""
         n = self.counts[edge]
         if n == 0 or x is None:
             return acc
-        if n == self.batch:
-            y = module(x)
+        take = self._position(edge, self._src[edge])
+        inputs = x if take is None else x.index_select(0, take)
+        y = _single_row(module, inputs) if n == 1 and module.training else module(inputs)
+        put = self._position(edge, self._dst[edge])
+        if put is None:
             return y if acc is None else acc + y
-        rows = self.rows(edge)
-        if n == 1 and module.training:
-            y = _single_row(module, x.index_select(0, rows))
-        else:
-            y = module(x.index_select(0, rows))
         if acc is None:
-            acc = y.new_zeros((self.batch,) + tuple(y.shape[1:]))
-        return acc.index_add(0, rows, y)
+            acc = y.new_zeros((self._sizes[self._dst[edge]],) + tuple(y.shape[1:]))
+        return acc.index_add(0, put, y)
 
     def mean(self, acc: torch.Tensor | None, incoming: Sequence[int]) -> torch.Tensor | None:
         """Mean aggregation: divide each row by its number of active incoming edges."""
         if acc is None:
             return None
-        count = self._active_cpu[:, list(incoming)].sum(dim=1).clamp(min=1).to(acc.device, acc.dtype)
+        layer = self._dst[incoming[0]]
+        rows = self._layer_rows(layer)
+        count = self._active[rows][:, list(incoming)].sum(dim=1).clamp(min=1).to(acc.device, acc.dtype)
         return acc / count.view((-1,) + (1,) * (acc.dim() - 1))
 
     @staticmethod
@@ -172,9 +201,24 @@ class Executor:
         return None if acc is None else module(acc)
 
     def output(self, acc: torch.Tensor | None, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+        """The output for every row: zeros for the inconsistent examples."""
         if acc is None:
             return like.new_zeros((self.batch,) + tuple(shape))
-        return acc
+        out_layer = self.structure.output_index
+        if self._sizes[out_layer] == self.batch:
+            return acc
+        rows = self._layer_rows(out_layer).to(acc.device, non_blocking=True)
+        return acc.new_zeros((self.batch,) + tuple(acc.shape[1:])).index_copy(0, rows, acc)
+
+
+def _incidence(structure: Structure) -> torch.Tensor:
+    """[E, L] float: edge e enters layer l. Cached on the structure."""
+    cached = getattr(structure, "_incidence", None)
+    if cached is None:
+        cached = torch.zeros((structure.n_edges, structure.n_layers))
+        cached[torch.arange(structure.n_edges), structure.edge_dst] = 1.0
+        structure._incidence = cached
+    return cached
 
 
 _BATCH_NORMS: "weakref.WeakKeyDictionary[nn.Module, list[nn.Module]]" = weakref.WeakKeyDictionary()
@@ -257,7 +301,7 @@ class StochasticSuperNetwork(nn.Module):
         arch = sample_architecture(self.structure, self.gate_logits, batch, self.current_mode(),
                                    self.mask, self.generator)
         self.last = arch
-        return Executor(arch, batch)
+        return Executor(arch, batch, self.structure)
 
     def edge_mask(self, mode: str = "deterministic") -> torch.Tensor:
         """The [E] mask of one architecture (deterministic: gamma > 0.5), connectivity applied."""
