@@ -117,7 +117,7 @@ def bench_resnet20_inference(repeats: int) -> dict:
     for batch in (1, 128):
         x = torch.randn(batch, 3, 32, 32)
         with torch.inference_mode():
-            t = interleaved({"generated": lambda: generated(x), "handwritten": lambda: hand(x)},
+            t = interleaved({"generated": lambda x=x: generated(x), "handwritten": lambda x=x: hand(x)},
                             repeats * (10 if batch == 1 else 1))
         result[f"batch{batch}"] = {"generated_ms": t["generated"] * 1e3, "handwritten_ms": t["handwritten"] * 1e3,
                                    "ratio": t["generated"] / t["handwritten"], "target": 1.05}

@@ -10,7 +10,7 @@ import networkx as nx
 from bsnc.errors import Note, SourceError, Span
 from bsnc.expand import Flat
 from bsnc.ir import Edge, Layer, Network, canonical_order, order_edges
-from bsnc.ops import REGISTRY, ShapeError, Shape, format_shape
+from bsnc.ops import REGISTRY, Shape, ShapeError, format_shape
 
 
 def build_network(flat: Flat, source: str = "", source_hash: str = "", file_span: Span | None = None) -> Network:

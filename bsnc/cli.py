@@ -250,6 +250,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
     if value is None:
         return None
     import json
+
     import tomllib
 
     try:

@@ -6,8 +6,8 @@ Namespace before it reaches a template; templates only paste the prepared string
 from __future__ import annotations
 
 import functools
-import re
 import inspect
+import re
 from dataclasses import dataclass
 from importlib import resources
 

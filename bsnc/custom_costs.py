@@ -73,7 +73,8 @@ def architecture_view(network: Network, active_row: torch.Tensor) -> Architectur
         network=network.name,
         input=network.input,
         output=network.output,
-        layers=tuple(LayerView(l.name, l.shape, l.aggregate) for l in network.layers if l.name in touched),
+        layers=tuple(LayerView(layer.name, layer.shape, layer.aggregate) for layer in network.layers
+                     if layer.name in touched),
         edges=tuple(
             EdgeView(e.key, e.src, e.dst,
                      tuple(OpView(op.prim, MappingProxyType(dict(op.args))) for op in e.ops),

@@ -12,7 +12,7 @@ from bsnc.errors import Note, SourceError, Span, UsageError
 from bsnc.evaluate import Scope, Value, evaluate
 from bsnc.ir import Edge, Layer, OpCall, ResolvedCall
 from bsnc.ops import REGISTRY, REQUIRED, bsn_repr, check_value, type_name
-from bsnc.program import Program, Unit
+from bsnc.program import Program
 
 MAX_EDGES = 1_000_000
 MAX_LAYERS = 1_000_000

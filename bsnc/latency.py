@@ -122,7 +122,7 @@ def measure_table(network: Network, device: torch.device, batch_size: int, exist
     for signature, edge in tqdm(todo.items(), desc="timing edges", unit="edge", disable=not progress):
         module = edge_module(edge).to(device).eval()
         x = torch.randn((batch_size,) + tuple(edge.shapes[0]), device=device)
-        table.entries[signature] = time_callable(lambda: module(x), device, repeats=repeats)
+        table.entries[signature] = time_callable(lambda m=module, v=x: m(v), device, repeats=repeats)
     return table, len(todo)
 
 
@@ -203,7 +203,7 @@ def check_agreement(network: Network, table: LatencyTable, device: torch.device,
             continue  # inconsistent: no output to time
         module = compile_network(prune(network, proposal))().to(device).eval()
         x = torch.randn((table.batch_size,) + tuple(network.layer(network.input).shape), device=device)
-        measured.append(time_callable(lambda: module(x), device))
+        measured.append(time_callable(lambda m=module, v=x: m(v), device))
         predicted.append(float(active.to(torch.float64) @ vector))
         bar.update(1)
     bar.close()

@@ -59,8 +59,9 @@ class ModuleSpec:
         return f"{self.ctor}({', '.join(f'{k}={v!r}' for k, v in shown)})"
 
     def build(self) -> Any:
-        from bsnc import nn as helpers
         import torch.nn
+
+        from bsnc import nn as helpers
 
         if self.ctor.startswith("nn."):
             cls = getattr(torch.nn, self.ctor[3:])

@@ -29,7 +29,7 @@ from bsnc.files import atomic_write_text
 from bsnc.frontend import network_from_program
 from bsnc.ir import Network
 from bsnc.program import Program, load_program
-from bsnc.runtime import DEFAULT_LOGIT, StochasticSuperNetwork
+from bsnc.runtime import DEFAULT_LOGIT
 
 
 @dataclass

@@ -15,7 +15,7 @@ from bsnc.cli import main
 from bsnc.costs import DistributedCost, FlopsCost, ParamsCost, parse_cost
 from bsnc.errors import BsncError, UsageError
 from bsnc.frontend import load_network, network_from_text
-from bsnc.latency import LatencyTable, LatencyCost
+from bsnc.latency import LatencyCost, LatencyTable
 from bsnc.prune import active_edges
 from tests.helpers import FABRICS, ROOT, build
 
