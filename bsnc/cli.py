@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -341,7 +342,8 @@ def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None,
         progress=not quiet,
     )
     result = run_training(config)
-    click.echo(f"done: test accuracy {result.test_acc * 100:.2f}%, run directory {result.run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        click.echo(f"done: test accuracy {result.test_acc * 100:.2f}%, run directory {result.run_dir}")
 
 
 @main.command()

@@ -54,6 +54,11 @@ def load_program(path: str | Path) -> Program:
     root = _load_unit(path, shown)
     program = Program(root=root)
     _add_unit(program, root, stack=[path.resolve()])
+    _check_one_network(root, shown)
+    return program
+
+
+def _check_one_network(root: Unit, shown: str) -> None:
     own = [i for i in root.tree.items if isinstance(i, (ast.NetworkDef, ast.NetworkAlias))]
     if not own:
         raise SourceError(f"{shown} declares no network; expected `network NAME(...) {{ ... }}` "
@@ -64,7 +69,6 @@ def load_program(path: str | Path) -> Program:
             own[1].span,
             [Note(f"first network '{own[0].name}' here", own[0].span)],
         )
-    return program
 
 
 def parse_text(text: str, name: str = "<string>") -> Program:
@@ -73,6 +77,7 @@ def parse_text(text: str, name: str = "<string>") -> Program:
     unit = Unit(Path(name), name, text, tree)
     program = Program(root=unit)
     _add_unit(program, unit, stack=[Path(name)])
+    _check_one_network(unit, name)
     return program
 
 
@@ -87,6 +92,11 @@ def _add_unit(program: Program, unit: Unit, stack: list[Path]) -> None:
         if isinstance(item, ast.Import):
             _import(program, unit, item, stack)
         elif isinstance(item, ast.ModuleDef):
+            typed = next((p for p in item.params if p.type is not None), None)
+            if typed is not None:
+                raise SourceError(f"module parameters are untyped: write '{typed.name}', not "
+                                  f"'{typed.name}: {typed.type}' (arguments are checked where they are used)",
+                                  typed.span)
             if item.name in REGISTRY:
                 raise SourceError(f"module '{item.name}' would hide the primitive of that name; choose another name", item.span)
             _define(program.modules, item, unit, "module type")

@@ -282,9 +282,13 @@ class StochasticSuperNetwork(nn.Module):
         """Edge probabilities of the stochastic edges, in ``stochastic_keys`` order."""
         return torch.sigmoid(self.gate_logits)
 
-    def reset_gates(self, value: float = DEFAULT_LOGIT) -> None:
+    def reset_gates(self, value: float | None = None) -> None:
+        """Set every gate logit to ``value``, or back to its initial value (from `prob`, else 3)."""
         with torch.no_grad():
-            self.gate_logits.fill_(value)
+            if value is None:
+                self.gate_logits.copy_(torch.tensor(self.INITIAL_LOGITS, dtype=self.gate_logits.dtype))
+            else:
+                self.gate_logits.fill_(value)
 
     def set_mode(self, mode: str | None, mask: torch.Tensor | None = None) -> None:
         if mode is not None and mode not in MODES:

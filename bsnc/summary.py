@@ -32,7 +32,7 @@ def summary_lines(network: Network) -> list[str]:
         ("output", f"{out.name} {format_shape(out.shape)}"),
         ("layers", f"{len(network.layers)}"),
         ("edges", f"{len(network.edges)} ({stochastic} stochastic, {len(network.edges) - stochastic} fixed)"),
-        ("weights", f"{params:,} ({human(params)}) in the full network"),
+        ("weights", f"{params:,}" + (f" ({human(params)})" if params >= 1000 else "") + " in the full network"),
     ]
     width = max(len(k) for k, _ in rows)
     head = f"{network.source}: network {network.name} is valid"

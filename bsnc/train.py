@@ -29,7 +29,6 @@ from bsnc.files import atomic_write_text
 from bsnc.frontend import network_from_program
 from bsnc.ir import Network
 from bsnc.program import Program, load_program
-from bsnc.runtime import DEFAULT_LOGIT
 
 
 @dataclass
@@ -420,12 +419,13 @@ class Trainer:
         correct, rows = self.dist.total(correct, rows, device=self.device)
         return correct / max(rows, 1)
 
-    def deterministic_cost(self) -> tuple[float, int]:
+    def deterministic_cost(self) -> tuple[float, int, bool]:
+        """Cost of the deterministic architecture, edges kept, and whether it reaches the output."""
         if not self.stochastic:
-            return self.cost.full(), len(self.network.edges)
+            return self.cost.full(), len(self.network.edges), True
         active = self.core.edge_mask("deterministic").cpu()
         kept = int((torch.sigmoid(self.core.gate_logits.detach()) > 0.5).sum())
-        return float(self.cost(active.unsqueeze(0))[0]), kept
+        return float(self.cost(active.unsqueeze(0))[0]), kept, bool(active.any())
 
     def run(self) -> TrainResult:
         config = self.config
@@ -436,17 +436,18 @@ class Trainer:
             if not self.stochastic:
                 phase = "train"
             if self.stochastic and epoch == config.warmup_epochs and config.warmup_epochs > 0:
-                self.core.reset_gates(DEFAULT_LOGIT)
+                self.core.reset_gates()  # each edge's initial probability (`prob`, else logit 3)
             start = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
             train_loss, train_acc, sampled = self.train_epoch(epoch, phase)
             self.scheduler.step()
             val_acc = self.evaluate(self.splits.val)
-            det_cost, kept = self.deterministic_cost()
+            det_cost, kept, consistent = self.deterministic_cost()
             last = epoch == config.epochs - 1
             test_acc = self.evaluate(self.splits.test) if last else None
             gamma = torch.sigmoid(self.core.gate_logits.detach()) if self.stochastic else torch.empty(0)
-            within = self.budget is None or det_cost <= self.budget
+            # an architecture that does not reach the output costs nothing but is no model
+            within = consistent and (self.budget is None or det_cost <= self.budget)
             metrics = EpochMetrics(
                 epoch=epoch + 1, phase=phase, train_loss=train_loss, train_acc=train_acc,
                 mean_sampled_cost=sampled if self.stochastic else det_cost, deterministic_cost=det_cost,

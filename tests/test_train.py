@@ -263,3 +263,21 @@ def test_two_gloo_processes_hold_identical_gates_and_weights(tiny, tmp_path):
         assert torch.allclose(a[key], b[key], atol=1e-6), key
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.pt", "ckpt.pt", "config.json",
                                                                      "metrics.jsonl"]
+
+
+def test_warmup_end_restores_each_edge_initial_probability(tmp_path):
+    path = tmp_path / "p.bsn"
+    path.write_text(TINY.replace("a -> b : conv(C, stride=2) >> bn", "a -> b : conv(C, stride=2) >> bn prob 0.2"))
+    trainer = Trainer(_config(path, tmp_path / "run", epochs=2, warmup_epochs=1, path_lr=0.0))
+    trainer.run()
+    gamma = dict(zip(trainer.core.stochastic_keys, trainer.core.gamma().tolist()))
+    assert gamma["a->b"] == pytest.approx(0.2, abs=1e-6)
+    assert gamma["a->y"] == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item(), abs=1e-6)
+
+
+def test_an_architecture_that_misses_the_output_is_never_within_budget(tiny, tmp_path):
+    trainer = Trainer(_config(tiny, tmp_path / "run", epochs=1))
+    with torch.no_grad():
+        trainer.core.gate_logits.fill_(-5.0)  # every stochastic edge off: y is unreachable
+    cost, kept, consistent = trainer.deterministic_cost()
+    assert (cost, kept, consistent) == (0.0, 0, False)
