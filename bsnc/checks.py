@@ -7,7 +7,7 @@ import dataclasses
 
 import networkx as nx
 
-from bsnc.errors import Note, SourceError, Span
+from bsnc.errors import Note, SourceError, Span, did_you_mean
 from bsnc.expand import Flat
 from bsnc.ir import Edge, Layer, Network, canonical_order, order_edges
 from bsnc.ops import REGISTRY, Shape, ShapeError, format_shape
@@ -24,9 +24,7 @@ def build_network(flat: Flat, source: str = "", source_hash: str = "", file_span
     for edge in flat.edges:
         for end, span in ((edge.src, edge.src_span), (edge.dst, edge.dst_span)):
             if end not in layers:
-                from bsnc.evaluate import _suggest
-
-                raise SourceError(f"edge uses undeclared layer '{end}'{_suggest(end, set(layers))}", span)
+                raise SourceError(f"edge uses undeclared layer '{end}'{did_you_mean(end, set(layers))}", span)
         if edge.dst == input_layer.name:
             raise SourceError(f"edge into the input layer '{edge.dst}'; the input takes no edges", edge.dst_span)
         if edge.src == output_layer.name:

@@ -46,6 +46,7 @@ class _EdgeView:
     src_var: str
     module_lines: list[str]
     location: str  # "file:line" of the .bsn source
+    call: str  # the static forward's expression: the module applied, or the source for identity
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class _LayerView:
     name: str  # repr()
     post_ident: str | None
     post_source: str | None
+    post_inline: bool  # a lone relu post-op: the static forward calls torch.relu directly
     mean: bool
     edges: list[_EdgeView]
     location: str
@@ -127,6 +129,8 @@ def generate(network: Network) -> str:
                 src_var=layer_vars[e.src],
                 module_lines=_module_lines(e),
                 location=_location(e.span),
+                call=(layer_vars[e.src] if all(op.prim == "identity" for op in e.ops)
+                      else f"edges.{edge_ident[e.key]}({layer_vars[e.src]})"),
             )
             for e in network.in_edges(layer.name)
         ]
@@ -136,6 +140,7 @@ def generate(network: Network) -> str:
             name=repr(layer.name),
             post_ident=layer_vars[layer.name] if layer.post else None,
             post_source=_post_source(layer),
+            post_inline=[op.prim for op in layer.post] == ["relu"],
             mean=layer.aggregate == "mean",
             edges=incoming,
             location=_location(layer.span),
@@ -148,7 +153,7 @@ def generate(network: Network) -> str:
     ]
     template = _environment().get_template("network.py.j2")
     return template.render(
-        version=repr(__version__)[1:-1] if __version__.isprintable() else "?",
+        version=__version__,
         source=repr(network.source),
         source_hash=repr(network.source_hash),
         params=", ".join(f"{k}={v!r}" for k, v in network.params.items()),
@@ -171,4 +176,5 @@ def generate(network: Network) -> str:
         initial_logits=_tuple(initial),
         post_layers=_tuple([repr(layer.name) for layer in network.layers if layer.post]),
         any_post=any(layer.post for layer in network.layers),
+        post_called=any(view.post_ident and not view.post_inline for view in layers),
     )

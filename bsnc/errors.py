@@ -88,6 +88,14 @@ class UsageError(BsncError):
     """A wrong command-line option or value: names the option and the value."""
 
 
+def did_you_mean(name: str, candidates: set[str]) -> str:
+    """'; did you mean 'x'?' for the closest candidate, or '' when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(candidates), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def display_path(path: Path) -> str:
     """The path as a user would type it: relative to the working directory when below it."""
     try:

@@ -8,7 +8,7 @@ import operator
 from typing import Any, Callable, Mapping
 
 from bsnc import ast
-from bsnc.errors import SourceError
+from bsnc.errors import SourceError, did_you_mean
 from bsnc.ops import bsn_repr, type_name
 
 Value = int | float | bool | str
@@ -133,7 +133,7 @@ def evaluate(expr: ast.Expr, scope: Scope) -> Value:
     if isinstance(expr, ast.Var):
         value = scope.lookup(expr.name)
         if value is None:
-            raise SourceError(f"undefined name '{expr.name}'{_suggest(expr.name, scope.names())}", expr.span)
+            raise SourceError(f"undefined name '{expr.name}'{did_you_mean(expr.name, scope.names())}", expr.span)
         return value
     if isinstance(expr, ast.Paren):
         return evaluate(expr.expr, scope)
@@ -221,10 +221,3 @@ def _call(expr: ast.Call, scope: Scope) -> Value:
         raise SourceError(f"{expr.func}() takes {arity} argument, got {len(expr.args)}", expr.span)
     values = [evaluate(a.value, scope) for a in expr.args]
     return _checked(fn(*values, node=expr), expr)
-
-
-def _suggest(name: str, candidates: set[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(candidates), n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from bsnc import ast
-from bsnc.errors import Note, SourceError, Span, UsageError
+from bsnc.errors import Note, SourceError, Span, UsageError, did_you_mean
 from bsnc.evaluate import Scope, Value, evaluate
 from bsnc.ir import Edge, Layer, OpCall, ResolvedCall
 from bsnc.ops import REGISTRY, REQUIRED, bsn_repr, check_value, type_name
@@ -49,9 +49,7 @@ def network_params(program: Program, name: str | None = None,
     if isinstance(item, ast.NetworkDef):
         return item, [_declared_param(p) for p in item.params]
     if item.target not in program.networks:
-        from bsnc.evaluate import _suggest
-
-        hint = _suggest(item.target, set(program.networks) - {item.name})
+        hint = did_you_mean(item.target, set(program.networks) - {item.name})
         raise SourceError(f"undefined network '{item.target}'{hint or '; import the file that declares it'}", item.span)
     if item.target in chain + (item.name,):
         cycle = " -> ".join(chain + (item.name, item.target))
@@ -324,10 +322,8 @@ class _Expander:
             return [op], ResolvedCall(call.name, _as_written(given))
         if call.name not in self.program.modules:
             known = sorted(set(REGISTRY) | set(self.program.modules))
-            from bsnc.evaluate import _suggest
-
             raise SourceError(
-                f"unknown primitive or module '{call.name}'{_suggest(call.name, set(known))}", call.span
+                f"unknown primitive or module '{call.name}'{did_you_mean(call.name, set(known))}", call.span
             )
         if call.name in stack:
             chain = " -> ".join(stack + (call.name,))

@@ -198,10 +198,10 @@ def _fold(items: Sequence[Any], make: Callable[[str, Any, Any], Any]) -> Any:
 
 
 class _TreeBuilder(Transformer):
-    """Turns the Lark tree into ast nodes with spans, checking nesting limits on the way.
+    """Turns the Lark tree into ast nodes with spans.
 
-    Lark's Transformer visits bottom-up through an explicit stack of subtrees; deep nesting is
-    refused below by depth bookkeeping before anything recursive sees the tree.
+    Lark's Transformer recurses over the tree, so ``transform`` first measures the tree's depth
+    with an explicit stack and refuses deep nesting with a located error.
     """
 
     def __init__(self, file: str):
