@@ -125,8 +125,26 @@ def _with_comment(text: str, stmt: ast.Stmt) -> str:
     return f"{text}  {stmt.comment}" if stmt.comment else text
 
 
+MAX_LINE = 100
+_SIMPLE = (ast.Let, ast.LayerDecl, ast.EdgeStmt)
+
+
+def _one_line(head: str, body: tuple[ast.Stmt, ...], depth: int) -> str | None:
+    """``head { stmt }`` on one line, for a block of one short statement without comments."""
+    if len(body) != 1 or not isinstance(body[0], _SIMPLE) or body[0].comment:
+        return None
+    inner: list[str] = []
+    _stmt(body[0], 0, inner)
+    text = f"{INDENT * depth}{head} {{ {inner[0]} }}"
+    return text if len(text) <= MAX_LINE else None
+
+
 def _block(head: str, body: tuple[ast.Stmt, ...], depth: int, lines: list[str], stmt: ast.Stmt) -> None:
     pad = INDENT * depth
+    short = _one_line(head, body, depth) if not isinstance(stmt, ast.NetworkDef) else None
+    if short is not None:
+        lines.append(_with_comment(short, stmt))
+        return
     lines.append(_with_comment(f"{pad}{head} {{", stmt))
     for inner in body:
         _stmt(inner, depth + 1, lines)
@@ -166,6 +184,11 @@ def _stmt(stmt: ast.Stmt, depth: int, lines: list[str]) -> None:
 
 def _if(stmt: ast.If, depth: int, lines: list[str], prefix: str) -> None:
     pad = INDENT * depth
+    if stmt.orelse is None and not prefix:
+        short = _one_line(f"if {_expr(stmt.cond)}", stmt.then, depth)
+        if short is not None:
+            lines.append(_with_comment(short, stmt))
+            return
     lines.append(_with_comment(f"{pad}{prefix}if {_expr(stmt.cond)} {{", stmt))
     for inner in stmt.then:
         _stmt(inner, depth + 1, lines)
