@@ -234,7 +234,11 @@ class _Expander:
             )
         self.iterations += count
         for i in range(start, stop + 1):
-            self.block(stmt.body, scope.child({stmt.var: i}))
+            try:
+                self.block(stmt.body, scope.child({stmt.var: i}))
+            except SourceError as exc:
+                exc.notes.append(Note(f"in the iteration with {stmt.var} = {i}", stmt.span))
+                raise
 
     def int_value(self, expr: ast.Expr, scope: Scope, what: str) -> int:
         value = evaluate(expr, scope)

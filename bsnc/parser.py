@@ -17,7 +17,7 @@ import lark
 from lark import Lark, Token, Transformer, v_args
 
 from bsnc import ast
-from bsnc.errors import SourceError, Span, register_source
+from bsnc.errors import Note, SourceError, Span, register_source
 
 MAX_EXPR_DEPTH = 100
 MAX_BLOCK_DEPTH = 32
@@ -156,6 +156,13 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, file: str) ->
         if token.type == "$END":
             line, column = _end_position(text)
             got, width = "end of file", 1
+            brace = _unclosed_brace(text)
+            if brace is not None:
+                return SourceError(
+                    "unexpected end of file: a '{' is never closed",
+                    Span(file, line, column, line, column + 1),
+                    [Note("this '{' is still open", Span(file, brace[0], brace[1], brace[0], brace[1] + 1))],
+                )
         else:
             got, width = f"'{token.value}'", max(1, len(str(token.value)))
         want = expected[0] if len(expected) == 1 else "one of " + ", ".join(expected)
@@ -165,6 +172,34 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, file: str) ->
         return SourceError(f"unexpected {got}; expected {want}{hint}", Span(file, line, column, line, column + width))
     line, column = _end_position(text)
     return SourceError("unexpected end of file", Span(file, line, column, line, column + 1))
+
+
+def _unclosed_brace(text: str) -> tuple[int, int] | None:
+    """(line, column) of the innermost '{' left open at the end, ignoring strings and comments."""
+    stack: list[tuple[int, int]] = []
+    line, col, i = 1, 1, 0
+    in_string = in_comment = False
+    while i < len(text):
+        ch = text[i]
+        if ch == "\n":
+            line, col, in_string, in_comment = line + 1, 0, False, False
+        elif in_comment:
+            pass
+        elif in_string:
+            if ch == "\\":
+                i, col = i + 1, col + 1
+            elif ch == '"':
+                in_string = False
+        elif ch == "#":
+            in_comment = True
+        elif ch == '"':
+            in_string = True
+        elif ch == "{":
+            stack.append((line, col))
+        elif ch == "}" and stack:
+            stack.pop()
+        i, col = i + 1, col + 1
+    return stack[-1] if stack else None
 
 
 def _bad_escape(text: str, start: int) -> tuple[int, str] | None:
