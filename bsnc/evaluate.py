@@ -210,8 +210,9 @@ def _power(a: Value, b: Value, expr: ast.BinOp) -> Value:
 def _call(expr: ast.Call, scope: Scope) -> Value:
     entry = FUNCTIONS.get(expr.func)
     if entry is None:
+        hint = did_you_mean(expr.func, set(FUNCTIONS)) or did_you_mean(expr.func + "2", set(FUNCTIONS))
         raise SourceError(
-            f"unknown function '{expr.func}'; expected one of {', '.join(sorted(FUNCTIONS))}", expr.span
+            f"unknown function '{expr.func}'; expected one of {', '.join(sorted(FUNCTIONS))}{hint}", expr.span
         )
     arity, fn = entry
     for a in expr.args:

@@ -243,7 +243,9 @@ class _Expander:
     def int_value(self, expr: ast.Expr, scope: Scope, what: str) -> int:
         value = evaluate(expr, scope)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise SourceError(f"{what} must be an integer, got {type_name(value)} {bsn_repr(value)}", expr.span)
+            hint = "; use // for integer division" if isinstance(value, float) and _divides(expr) else ""
+            raise SourceError(f"{what} must be an integer, got {type_name(value)} {bsn_repr(value)}{hint}",
+                              expr.span)
         return value
 
     def layer_name(self, name: ast.LayerName, scope: Scope) -> tuple[str, tuple[int, ...]]:
@@ -395,6 +397,15 @@ class _Expander:
                 raise SourceError(f"argument '{name}' of {what} is given twice", arg.span)
             given[name] = (evaluate(arg.value, scope), arg.value.span, arg.name is None)
         return given
+
+
+def _divides(expr: ast.Expr) -> bool:
+    """Whether ``expr`` contains a true division `/`."""
+    if isinstance(expr, ast.BinOp):
+        return expr.op == "/" or _divides(expr.left) or _divides(expr.right)
+    if isinstance(expr, (ast.UnaryOp, ast.Paren)):
+        return _divides(expr.operand if isinstance(expr, ast.UnaryOp) else expr.expr)
+    return False
 
 
 _Given = tuple[Value, "Span | None", bool]  # value, where written, positional
