@@ -413,7 +413,7 @@ def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path |
     network = load_network(file, defines)
     gammas = None
     if probs is not None:
-        gammas = _gammas_from_run(probs, network)
+        gammas = _gammas_from_run(probs, network, defines)
     flops = parse_cost("flops", network).full()
     params = parse_cost("params", network).full()
     from bsnc.summary import human
@@ -427,7 +427,7 @@ def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path |
         click.echo(f"wrote {path}")
 
 
-def _gammas_from_run(path: Path, network: Any) -> dict[str, float]:
+def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[str, float]:
     import torch
 
     from bsnc.checkpoint import find_checkpoint, load_checkpoint
@@ -438,6 +438,8 @@ def _gammas_from_run(path: Path, network: Any) -> dict[str, float]:
     if state.get("network") != network.name or state.get("source_hash") != network.source_hash:
         raise BsncError(f"{checkpoint} was trained on another network or another version of it "
                         f"({state.get('network')}); draw the .bsn file it was trained from")
+    if state.get("defines", {}) != defines:
+        raise BsncError(f"{checkpoint} was trained with -D {state.get('defines')}; draw with the same overrides")
     logits = state["model"].get("gate_logits")
     if logits is None:
         raise BsncError(f"{checkpoint} holds no edge probabilities: its network has no stochastic edge")

@@ -155,3 +155,25 @@ def test_export_into_an_unwritable_place(tmp_path):
     blocker.write_text("")
     with pytest.raises(BsncError, match="cannot write there"):
         export(network, program, module.state_dict(), blocker / "out")
+
+
+def test_draw_with_the_probabilities_of_a_run(tmp_path):
+    from bsnc.train import TrainConfig, train
+
+    defines = {"W": "2", "C": "4", "size": "8"}
+    run = tmp_path / "run"
+    train(TrainConfig(file=str(FABRICS / "cnf.bsn"), defines=defines, data="fake", budget="200k", epochs=1,
+                      batch_size=32, device="cpu", run_dir=str(run), progress=False))
+    args = ["draw", str(FABRICS / "cnf.bsn"), "-D", "W=2", "-D", "C=4", "-D", "size=8", "--probs", str(run),
+            "-o", str(tmp_path / "d")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    dot = (tmp_path / "d.dot").read_text()
+    from bsnc.checkpoint import load_checkpoint
+
+    gamma = torch.sigmoid(load_checkpoint(run / "best.pt")["model"]["gate_logits"]).tolist()
+    network = load_network(FABRICS / "cnf.bsn", defines)
+    for edge, g in zip(network.stochastic_edges, gamma):
+        assert f"{edge.key}: " in dot and f"γ={g:.3f}" in dot  # each edge's learned probability is drawn
+    other = CliRunner().invoke(main, args[:-6] + ["-D", "C=8", "--probs", str(run), "-o", str(tmp_path / "e")])
+    assert other.exit_code == 1 and "draw with the same overrides" in other.output
