@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import linecache
 import types
 from pathlib import Path
@@ -25,7 +26,8 @@ def compile_network(network: Network) -> type[nn.Module]:
     The source is registered with linecache, so tracebacks through generated code show its lines.
     """
     source = generate(network)
-    filename = f"<bsnc {network.name} {network.source_hash[:12] or 'text'}>"
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:12]
+    filename = f"<bsnc {network.name} {digest}>"  # one name per distinct source
     module = types.ModuleType(f"bsnc_generated_{network.name}")
     module.__file__ = filename
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)

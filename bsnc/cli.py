@@ -335,7 +335,7 @@ def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None,
     if amp and device == "cpu":
         click.echo("note: --amp needs CUDA; training in float32", err=True)
     config = TrainConfig(
-        file=str(file), defines=defines, data=data, data_dir=str(data_dir) if data_dir else None, cost=cost,
+        file=str(file.resolve()), defines=defines, data=data, data_dir=str(data_dir) if data_dir else None, cost=cost,
         budget=budget, lam=lam, penalty=penalty, inconsistent_penalty=inconsistent_penalty, epochs=epochs,
         warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, path_lr=path_lr, device=device, amp=amp,
         seed=seed, run_dir=str(run_dir or Path("runs") / file.stem), resume=resume, workers=workers,

@@ -116,6 +116,9 @@ class ParamsCost(_Additive):
         super().__init__(network, [float(e.param_count()) for e in network.edges])
 
 
+MEMO_LIMIT = 1 << 16  # distinct masks remembered by a distributed cost
+
+
 class DistributedCost(Cost):
     """Steps to run the active modules on K parallel workers: greedy list scheduling in
     topological order; each step runs up to K modules whose inputs are ready; parameter-free
@@ -149,10 +152,14 @@ class DistributedCost(Cost):
         for row, key in enumerate(packed):
             if key not in self.memo and key not in todo:
                 todo[key] = row
+        found = {key: self.memo[key] for key in packed if key in self.memo}
         if todo:
             steps = self._simulate(masks[list(todo.values())])
+            found.update(zip(todo, steps.tolist()))
+            if len(self.memo) + len(todo) > MEMO_LIMIT:
+                self.memo.clear()  # early in a search masks rarely repeat; keep memory bounded
             self.memo.update(zip(todo, steps.tolist()))
-        return torch.tensor([self.memo[key] for key in packed], dtype=torch.float64)
+        return torch.tensor([found[key] for key in packed], dtype=torch.float64)
 
     def _simulate(self, active: np.ndarray) -> np.ndarray:
         """Steps of every row of ``active`` [R, E], all rows advancing together.

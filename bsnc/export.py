@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -142,11 +143,15 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     super_module = compile_network(network)()
     super_module.load_state_dict(state)
     gammas: dict[str, float] = {}
+    logits: dict[str, float] = {}
     if network.stochastic_edges:
-        gamma = torch.sigmoid(super_module.gate_logits.detach()).tolist()
-        gammas = {e.key: g for e, g in zip(network.stochastic_edges, gamma)}
+        theta = super_module.gate_logits.detach()
+        gammas = dict(zip((e.key for e in network.stochastic_edges), torch.sigmoid(theta).tolist()))
+        logits = dict(zip((e.key for e in network.stochastic_edges), theta.tolist()))
     if proposal is None:
-        proposal = torch.tensor([e.fixed or gammas[e.key] > threshold for e in network.edges])
+        # compare logits, as deterministic evaluation does (gamma > 0.5 is logit > 0)
+        cut = math.log(threshold / (1 - threshold))
+        proposal = torch.tensor([e.fixed or logits[e.key] > cut for e in network.edges])
     active = active_edges(network, proposal)
     pruned = prune(network, proposal)
 

@@ -20,6 +20,7 @@ RESERVED = frozenset(
     | set(dir(nn.ModuleDict))
     | set(dir(nn.Module))
     | {"self", "torch", "nn", "runtime", "plan", "edges", "post"}
+    | {"GlobalAvgPool", "PadChannels"}  # helper classes generated code embeds (bsnc.nn)
 )
 
 

@@ -46,11 +46,8 @@ class Structure:
         self.stochastic = torch.tensor(list(stochastic), dtype=torch.bool)
         self.stochastic_index = torch.nonzero(self.stochastic).flatten()
         # edges grouped by destination layer (canonical order is by destination already)
-        self.in_edges: list[torch.Tensor] = [torch.empty(0, dtype=torch.long) for _ in range(n_layers)]
-        self.out_edges: list[torch.Tensor] = [torch.empty(0, dtype=torch.long) for _ in range(n_layers)]
-        for layer in range(n_layers):
-            self.in_edges[layer] = torch.nonzero(self.edge_dst == layer).flatten()
-            self.out_edges[layer] = torch.nonzero(self.edge_src == layer).flatten()
+        self.in_edges = [torch.nonzero(self.edge_dst == layer).flatten() for layer in range(n_layers)]
+        self.out_edges = [torch.nonzero(self.edge_src == layer).flatten() for layer in range(n_layers)]
         # layers in topological order = index order (the generator numbers them so)
         self.order = list(range(n_layers))
 
@@ -180,6 +177,9 @@ class Executor:
         take = self._position(edge, self._src[edge])
         inputs = x if take is None else x.index_select(0, take)
         y = _single_row(module, inputs) if n == 1 and module.training else module(inputs)
+        if acc is not None and acc.dtype != y.dtype:  # under autocast, edges may differ in precision
+            dtype = torch.promote_types(acc.dtype, y.dtype)
+            acc, y = acc.to(dtype), y.to(dtype)
         put = self._position(edge, self._dst[edge])
         if put is None:
             return y if acc is None else acc + y
@@ -225,8 +225,14 @@ _BATCH_NORMS: "weakref.WeakKeyDictionary[nn.Module, list[nn.Module]]" = weakref.
 
 
 def _single_row(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Run ``module`` on one example in training: batch norms have no batch statistics to take
-    from a single row, so they use (and leave unchanged) their running statistics."""
+    """Run ``module`` on one example in training. A batch norm that sees a single value per
+    channel (one row of a vector or of a 1x1 map) has no batch statistics to take, so then the
+    module's batch norms use, and leave unchanged, their running statistics."""
+    try:
+        return module(x)
+    except ValueError as exc:
+        if "more than 1 value per channel" not in str(exc):
+            raise
     norms = _BATCH_NORMS.get(module)
     if norms is None:
         norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

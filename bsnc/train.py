@@ -302,6 +302,13 @@ class Trainer:
         if state.get("defines") != mine["defines"]:
             raise UsageError(f"--resume: {self.run_dir}/ckpt.pt was trained with -D {state.get('defines')}, "
                              f"not {mine['defines']}; pass the same overrides or start a new --run-dir")
+        then = state.get("config", {})
+        now = json.loads(json.dumps(self.config.reproducible()))
+        changed = [k for k in now if k not in ("file", "defines", "device", "amp") and then.get(k) != now[k]]
+        if changed:
+            listing = ", ".join(f"{k} {then.get(k)!r} -> {now[k]!r}" for k in changed)
+            raise UsageError(f"--resume: {self.run_dir} was trained with other settings ({listing}); "
+                             "pass the same options or start a new --run-dir")
         self.core.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -338,9 +345,11 @@ class Trainer:
             sampler = DistributedSampler(dataset, num_replicas=self.dist.world, rank=self.dist.rank,
                                          shuffle=train, seed=self.config.seed, drop_last=train)
             sampler.set_epoch(epoch)
+        # a last training batch of one row would give batch norm nothing to normalise over
+        drop_last = train and len(dataset) % self.config.batch_size == 1 and len(dataset) > 1
         return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=train and sampler is None,
                           sampler=sampler, generator=generator, num_workers=self.config.workers,
-                          drop_last=False, pin_memory=self.device.type == "cuda")
+                          drop_last=drop_last, pin_memory=self.device.type == "cuda")
 
     # --- training ------------------------------------------------------------------------------
 
@@ -424,7 +433,8 @@ class Trainer:
         if not self.stochastic:
             return self.cost.full(), len(self.network.edges), True
         active = self.core.edge_mask("deterministic").cpu()
-        kept = int((torch.sigmoid(self.core.gate_logits.detach()) > 0.5).sum())
+        stochastic = self.core.structure.stochastic
+        kept = int((active & stochastic).sum())  # what export keeps: on, and on a path to the output
         return float(self.cost(active.unsqueeze(0))[0]), kept, bool(active.any())
 
     def run(self) -> TrainResult:
@@ -444,10 +454,12 @@ class Trainer:
             val_acc = self.evaluate(self.splits.val)
             det_cost, kept, consistent = self.deterministic_cost()
             last = epoch == config.epochs - 1
-            test_acc = self.evaluate(self.splits.test) if last else None
             gamma = torch.sigmoid(self.core.gate_logits.detach()) if self.stochastic else torch.empty(0)
             # an architecture that does not reach the output costs nothing but is no model
             within = consistent and (self.budget is None or det_cost <= self.budget)
+            improved = within and val_acc > self.best_val
+            # test accuracy of every model that becomes best.pt, and of the last one
+            test_acc = self.evaluate(self.splits.test) if (last or improved) else None
             metrics = EpochMetrics(
                 epoch=epoch + 1, phase=phase, train_loss=train_loss, train_acc=train_acc,
                 mean_sampled_cost=sampled if self.stochastic else det_cost, deterministic_cost=det_cost,
@@ -455,10 +467,9 @@ class Trainer:
                 test_acc=test_acc, lr=lr, time=time.perf_counter() - start,
             )
             self.history.append(metrics)
+            if improved:
+                self.best_val = val_acc
             if self.dist.main:
-                improved = within and val_acc > self.best_val
-                if improved:
-                    self.best_val = val_acc
                 state = self._state(epoch)
                 save_checkpoint(self.run_dir / "ckpt.pt", state)
                 if improved:

@@ -368,3 +368,17 @@ def test_generated_module_params_equal_registry_for_full_cnf():
     network = load_network(FABRICS / "cnf_w1.bsn")
     module = compile_network(network)()
     assert sum(p.numel() for p in module.edges.parameters()) == ParamsCost(network).full()
+
+
+def test_distributed_memo_stays_bounded(monkeypatch):
+    import bsnc.costs as costs
+
+    monkeypatch.setattr(costs, "MEMO_LIMIT", 8)
+    network = load_network(FABRICS / "cnf.bsn", {"W": 3, "C": 4, "size": 8})
+    cost = DistributedCost(network, 2)
+    torch.manual_seed(0)
+    masks = torch.rand(64, len(network.edges)) < 0.5
+    first = cost(masks)
+    assert len(cost.memo) <= 64 and torch.equal(first, DistributedCost(network, 2)(masks))
+    cost(torch.rand(64, len(network.edges)) < 0.5)
+    assert len(cost.memo) <= 64

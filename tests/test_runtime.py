@@ -205,3 +205,26 @@ def test_bad_mask_shape_is_refused():
     module.set_mode("mask", torch.ones(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="mask has shape"):
         module(input_for(network, 2))
+
+
+def test_mixed_precision_edges_add_up_under_autocast():
+    text = """
+    network t() {
+        input x : [2, 4, 4]
+        output y : [2, 4, 4]
+        x -> y : conv(2, k=3)
+        x -> y as skip : identity
+    }
+    """
+    network, module = build_text(text)
+    module.set_mode("mask", torch.tensor([[True, True], [True, False], [False, True]]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module(torch.randn(3, 2, 4, 4))
+    assert out.shape == (3, 2, 4, 4)
+
+
+def test_a_network_named_like_a_helper_class_still_builds():
+    text = "network GlobalAvgPool() {\n input x : [2, 4, 4]\n output y : [2]\n x -> y : global_avgpool\n}\n"
+    network, module = build_text(text)
+    module.set_mode("full")
+    assert module(torch.randn(2, 2, 4, 4)).shape == (2, 2)

@@ -70,7 +70,8 @@ def test_budgeted_training_writes_a_complete_run_directory(tiny, tmp_path):
     expected = {"train_loss", "train_acc", "mean_sampled_cost", "deterministic_cost", "entropy", "edges_kept",
                 "val_acc", "test_acc", "lr", "time", "within_budget"}
     assert expected <= set(rows[0])
-    assert rows[-1]["test_acc"] is not None and rows[0]["test_acc"] is None
+    assert rows[-1]["test_acc"] is not None
+    assert load_checkpoint(run / "best.pt")["history"][-1]["test_acc"] is not None, "the selected model is tested"
     config = json.loads((run / "config.json").read_text())
     assert config["sources"][str(tiny)] == TINY and config["config"]["budget"] == "20k"
     state = load_checkpoint(run / "ckpt.pt")  # weights_only=True
@@ -202,9 +203,10 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tiny, 
 
     def poisoned(out, y):
         loss, correct = original(out, y)
-        calls["n"] += 1
-        if calls["n"] > 11:  # epoch 1: 8 training steps + 2 validation batches; then epoch 2
-            loss = loss * float("nan")
+        if out.requires_grad:  # training steps only: 8 per epoch
+            calls["n"] += 1
+            if calls["n"] == 10:  # epoch 2, step 2
+                loss = loss * float("nan")
         return loss, correct
 
     monkeypatch.setattr(training, "_task_loss", poisoned)
@@ -281,3 +283,32 @@ def test_an_architecture_that_misses_the_output_is_never_within_budget(tiny, tmp
         trainer.core.gate_logits.fill_(-5.0)  # every stochastic edge off: y is unreachable
     cost, kept, consistent = trainer.deterministic_cost()
     assert (cost, kept, consistent) == (0.0, 0, False)
+
+
+def test_a_last_batch_of_one_row_is_dropped_in_training(tmp_path):
+    path = tmp_path / "vector_bn.bsn"
+    path.write_text("network v() {\n input x : [3, 8, 8]\n output y : [10]\n"
+                    " fixed x -> y : flatten >> linear(16) >> bn >> relu >> linear(10)\n}\n")
+    result = train(_config(path, tmp_path / "run", budget=None, epochs=1, batch_size=255))
+    assert result.test_acc is not None
+
+
+def test_resume_refuses_other_training_settings(tiny, tmp_path):
+    run = tmp_path / "run"
+    train(_config(tiny, run, epochs=1))
+    with pytest.raises(Exception, match=r"other settings \(budget '20k' -> '30k'\)"):
+        train(_config(tiny, run, epochs=1, budget="30k", resume=True))
+
+
+def test_export_works_from_another_directory(tiny, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "tiny.bsn").write_text(TINY)
+    monkeypatch.chdir(project)
+    result = CliRunner().invoke(main, ["train", "tiny.bsn", "--data", "fake", "--budget", "20k", "--epochs", "1",
+                                       "--device", "cpu", "--quiet", "--run-dir", "run"])
+    assert result.exit_code == 0, result.output
+    monkeypatch.chdir(tmp_path)
+    exported = CliRunner().invoke(main, ["export", "project/run", "--prune", "-o", "out"])
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / "out" / "tiny_pruned.bsn").is_file()
