@@ -31,6 +31,13 @@ class Architecture:
     connected: torch.Tensor  # [B, L] bool: layer reached from the input through drawn edges
     log_prob: torch.Tensor  # [B] float: log P(H | Gamma), differentiable w.r.t. the gate logits
     inconsistent: torch.Tensor  # [B] bool: the output is not reached
+    _active_cpu: torch.Tensor | None = None
+
+    def active_cpu(self) -> torch.Tensor:
+        """``active`` on the CPU (copied once per pass, shared with the executor)."""
+        if self._active_cpu is None:
+            self._active_cpu = self.active.cpu()
+        return self._active_cpu
 
 
 class Structure:
@@ -50,20 +57,47 @@ class Structure:
         self.out_edges = [torch.nonzero(self.edge_src == layer).flatten() for layer in range(n_layers)]
         # layers in topological order = index order (the generator numbers them so)
         self.order = list(range(n_layers))
+        self._on: dict[torch.device, _DeviceTables] = {}
 
     @property
     def n_edges(self) -> int:
         return int(self.edge_src.numel())
+
+    def on(self, device: torch.device) -> _DeviceTables:
+        """The index tables on ``device``, copied there once and then reused."""
+        tables = self._on.get(device)
+        if tables is None:
+            def move(t: torch.Tensor) -> torch.Tensor:
+                return t.to(device)
+
+            tables = _DeviceTables(
+                move(self.edge_src), move(self.edge_dst), move(self.stochastic), move(self.stochastic_index),
+                [move(t) if t.numel() else None for t in self.in_edges],
+                [move(t) if t.numel() else None for t in self.out_edges],
+            )
+            self._on[device] = tables
+        return tables
+
+
+@dataclass
+class _DeviceTables:
+    edge_src: torch.Tensor
+    edge_dst: torch.Tensor
+    stochastic: torch.Tensor
+    stochastic_index: torch.Tensor
+    in_edges: list[torch.Tensor | None]
+    out_edges: list[torch.Tensor | None]
 
 
 def sample_architecture(structure: Structure, gate_logits: torch.Tensor, batch: int, mode: str,
                         mask: torch.Tensor | None = None, generator: torch.Generator | None = None) -> Architecture:
     """Draw (or set) one architecture per example and derive connectivity and activity."""
     device = gate_logits.device
+    tables = structure.on(device)
     n_edges = structure.n_edges
     logits = torch.zeros(n_edges, device=device, dtype=gate_logits.dtype)
-    logits = logits.index_put((structure.stochastic_index.to(device),), gate_logits)
-    stochastic = structure.stochastic.to(device)
+    logits = logits.index_put((tables.stochastic_index,), gate_logits)
+    stochastic = tables.stochastic
 
     if mode == "sample":
         gamma = torch.sigmoid(logits.detach())
@@ -81,28 +115,26 @@ def sample_architecture(structure: Structure, gate_logits: torch.Tensor, batch: 
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     proposal = proposal | ~stochastic  # fixed edges are proposed always; connectivity decides
 
-    src = structure.edge_src.to(device)
+    src = tables.edge_src
     connected = torch.zeros((batch, structure.n_layers), dtype=torch.bool, device=device)
     connected[:, structure.input_index] = True
     drawn = torch.zeros((batch, n_edges), dtype=torch.bool, device=device)
     for layer in structure.order:
-        incoming = structure.in_edges[layer]
-        if incoming.numel() == 0:
+        incoming = tables.in_edges[layer]
+        if incoming is None:
             continue
-        incoming = incoming.to(device)
         h = proposal[:, incoming] & connected[:, src[incoming]]
         drawn[:, incoming] = h
         connected[:, layer] = h.any(dim=1)
 
-    dst = structure.edge_dst.to(device)
+    dst = tables.edge_dst
     reaches = torch.zeros((batch, structure.n_layers), dtype=torch.bool, device=device)
     reaches[:, structure.output_index] = connected[:, structure.output_index]
     active = torch.zeros_like(drawn)
     for layer in reversed(structure.order):
-        outgoing = structure.out_edges[layer]
-        if outgoing.numel() == 0:
+        outgoing = tables.out_edges[layer]
+        if outgoing is None:
             continue
-        outgoing = outgoing.to(device)
         a = drawn[:, outgoing] & reaches[:, dst[outgoing]]
         active[:, outgoing] = a
         reaches[:, layer] = a.any(dim=1)
@@ -135,7 +167,7 @@ class Executor:
         self.batch = batch
         self.device = arch.active.device
         self.structure = structure
-        active = arch.active.cpu()  # one device sync for the whole pass
+        active = arch.active_cpu()  # one device sync for the whole pass
         self._active = active
         self.counts: list[int] = active.sum(dim=0).tolist()
         present = (active.to(torch.float32) @ _incidence(structure)) > 0

@@ -379,7 +379,7 @@ class Trainer:
             sampled_cost = torch.zeros(x.shape[0], dtype=torch.float64)
             if self.stochastic:
                 arch = self.core.last
-                sampled_cost = self.cost(arch.active.cpu())
+                sampled_cost = self.cost(arch.active_cpu())
                 if phase == "search":
                     ratio = (sampled_cost / self.budget).to(self.device, torch.float32)
                     reward = delta.detach() + self.config.lam * _penalty(ratio, self.config.penalty)
