@@ -20,10 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bsnc.api import compile_network  # noqa: E402
-from bsnc.codegen import generate  # noqa: E402
-from bsnc.costs import DistributedCost, FlopsCost  # noqa: E402
-from bsnc.frontend import load_network  # noqa: E402
-from bsnc.reference import ReferenceInterpreter  # noqa: E402
+from bsnc.codegen.generate import generate  # noqa: E402
+from bsnc.codegen.reference import ReferenceInterpreter  # noqa: E402
+from bsnc.costs.analytic import FlopsCost  # noqa: E402
+from bsnc.costs.distributed import DistributedCost  # noqa: E402
+from bsnc.lang.frontend import load_network  # noqa: E402
 
 CNF = ROOT / "fabrics" / "cnf.bsn"
 CNF_W8 = ROOT / "fabrics" / "cnf_w8.bsn"
@@ -65,7 +66,7 @@ def _setup_cnf(batch: int):
 def gamma_for_fraction(network, target: float, samples: int = 2048) -> float:
     """The uniform edge probability at which the sampled architectures' expected MACs are
     ``target`` of the super network's (bisection on sampled masks)."""
-    from bsnc.runtime import sample_architecture
+    from bsnc.codegen.runtime import sample_architecture
 
     core = compile_network(network)()
     flops = FlopsCost(network)
@@ -150,7 +151,7 @@ def bench_compile_time() -> dict:
 def bench_costs(repeats: int) -> dict:
     network = load_network(CNF_W8)
     core = compile_network(network)()
-    from bsnc.runtime import sample_architecture
+    from bsnc.codegen.runtime import sample_architecture
 
     torch.manual_seed(0)
     arch = sample_architecture(core.structure, core.gate_logits.detach(), 4096, "sample")

@@ -7,8 +7,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from bsnc.api import compile_network, compile_source, load, load_network  # noqa: E402
+from bsnc.api import compile_network, compile_source, load, load_network
+from bsnc.version import __version__
 
 __all__ = ["__version__", "compile_network", "compile_source", "load", "load_network"]

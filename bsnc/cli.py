@@ -82,8 +82,8 @@ def check(file: Path, defines: dict[str, str]) -> None:
       bsnc check fabrics/resnet20.bsn
       bsnc check fabrics/cnf.bsn -D W=2 -D C=16 -D size=8
     """
-    from bsnc.frontend import load_network
-    from bsnc.summary import summary_lines
+    from bsnc.lang.frontend import load_network
+    from bsnc.lang.summary import summary_lines
 
     network = load_network(file, defines)
     for line in summary_lines(network):
@@ -108,8 +108,8 @@ def fmt(files: tuple[Path, ...], check_only: bool, write: bool) -> None:
     """
     from bsnc.errors import display_path
     from bsnc.files import atomic_write_text
-    from bsnc.formatter import format_file
-    from bsnc.parser import parse, read_source
+    from bsnc.lang.formatter import format_file
+    from bsnc.lang.parser import parse, read_source
 
     if check_only and write:
         raise click.UsageError("--check and --write exclude each other")
@@ -147,7 +147,7 @@ def compile_command(file: Path, defines: dict[str, str], output: Path | None) ->
     """Generate the PyTorch module of FILE's network.
 
     A network with stochastic edges becomes a module that samples one architecture per
-    example (it imports torch and bsnc.runtime); a network whose edges are all fixed becomes a
+    example (it imports torch and bsnc.codegen.runtime); a network whose edges are all fixed becomes a
     plain module that imports only torch. The output is byte-identical across runs.
 
     \b
@@ -155,9 +155,9 @@ def compile_command(file: Path, defines: dict[str, str], output: Path | None) ->
       bsnc compile fabrics/cnf.bsn -D W=4 -D C=32 -o cnf4.py
       bsnc compile fabrics/resnet20.bsn > resnet20.py
     """
-    from bsnc.codegen import generate
+    from bsnc.codegen.generate import generate
     from bsnc.files import atomic_write_text
-    from bsnc.frontend import load_network
+    from bsnc.lang.frontend import load_network
 
     network = load_network(file, defines)
     source = generate(network)
@@ -190,8 +190,8 @@ def cost(file: Path, defines: dict[str, str], costs: tuple[str, ...], mask: Path
       bsnc cost fabrics/cnf_w8.bsn --cost flops --cost distributed:n=4 --by-edge
       bsnc cost fabrics/cnf_w8.bsn --mask arch.json --json
     """
-    from bsnc.cost_report import cost_report
-    from bsnc.frontend import load_network
+    from bsnc.costs.report import cost_report
+    from bsnc.lang.frontend import load_network
 
     network = load_network(file, defines)
     click.echo(cost_report(network, list(costs) or ["flops", "params"], mask, by_edge, as_json), nl=False)
@@ -224,8 +224,8 @@ def latency_table(file: Path, defines: dict[str, str], device: str, output: Path
       bsnc latency-table fabrics/resnet_fabric_n3.bsn -o cpu.json
       bsnc cost fabrics/resnet_fabric_n3.bsn --cost latency:cpu.json
     """
-    from bsnc import latency
-    from bsnc.frontend import load_network
+    from bsnc.costs import latency
+    from bsnc.lang.frontend import load_network
 
     network = load_network(file, defines)
     target = latency.resolve_device(device)
@@ -329,8 +329,8 @@ def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None,
           --cost params --budget 0.27M --epochs 300 --warmup-epochs 50
       torchrun --nproc_per_node 2 -m bsnc train fabrics/cnf_w8.bsn --data cifar10 ...
     """
-    from bsnc.train import TrainConfig
-    from bsnc.train import train as run_training
+    from bsnc.search.train import TrainConfig
+    from bsnc.search.train import train as run_training
 
     if amp and device == "cpu":
         click.echo("note: --amp needs CUDA; training in float32", err=True)
@@ -369,7 +369,7 @@ def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, ke
       bsnc export runs/cnf --prune
       bsnc export runs/cnf/ckpt.pt --prune -o shipped/ --keep-threshold 0.3
     """
-    from bsnc.export import export_run
+    from bsnc.export.exporter import export_run
 
     result = export_run(run, output, mask, keep_threshold)
     if result.dot_missing:
@@ -406,9 +406,9 @@ def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path |
       bsnc draw fabrics/cnf_w8.bsn -o cnf_w8
       bsnc draw fabrics/cnf_w8.bsn --probs runs/cnf_w8
     """
-    from bsnc.costs import parse_cost
-    from bsnc.draw import draw as render
-    from bsnc.frontend import load_network
+    from bsnc.costs.registry import parse_cost
+    from bsnc.export.draw import draw as render
+    from bsnc.lang.frontend import load_network
 
     network = load_network(file, defines)
     gammas = None
@@ -416,7 +416,7 @@ def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path |
         gammas = _gammas_from_run(probs, network, defines)
     flops = parse_cost("flops", network).full()
     params = parse_cost("params", network).full()
-    from bsnc.summary import human
+    from bsnc.lang.summary import human
 
     title = f"{network.name}: {len(network.edges)} edges, {human(flops)} flops, {human(params)} params (full)"
     result = render(network, output or Path(network.name), gammas=gammas, title=title, threshold=keep_threshold)
@@ -430,8 +430,8 @@ def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path |
 def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[str, float]:
     import torch
 
-    from bsnc.checkpoint import find_checkpoint, load_checkpoint
     from bsnc.errors import BsncError
+    from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
 
     checkpoint = find_checkpoint(path, "best.pt")
     state = load_checkpoint(checkpoint)

@@ -365,13 +365,17 @@ def check_value(prim: Primitive, spec: ArgSpec, value: Any) -> str | None:
     return None
 
 
+def quote(value: str) -> str:
+    """A `.bsn` string literal for ``value``."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return f'"{escaped}"'
+
+
 def bsn_repr(value: Any) -> str:
     """A value as `.bsn` text writes it: true, "text", 3, 0.5."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        from bsnc.formatter import quote
-
         return quote(value)
     return repr(value)
 

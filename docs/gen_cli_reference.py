@@ -60,9 +60,9 @@ def _anchor(title: str) -> str:
 
 def render() -> str:
     """The text of docs/cli.md."""
-    from bsnc import __version__
     from bsnc.cli import main
-    from bsnc.data import DATASETS
+    from bsnc.search.data import DATASETS
+    from bsnc.version import __version__
 
     names = sorted(main.commands)
     parts = [INTRO]
@@ -75,7 +75,7 @@ def render() -> str:
     rows = "\n".join(f"| `{name}` | {entry.description} |" for name, entry in DATASETS.items())
     parts.append(
         "## Datasets\n\n"
-        "The names `bsnc train --data` accepts, from the registry in `bsnc/data.py`. Nothing is\n"
+        "The names `bsnc train --data` accepts, from the registry in `bsnc/search/data.py`. Nothing is\n"
         "downloaded: a dataset that lives in files is read from `--data-dir`.\n\n"
         "| name | what it is |\n|---|---|\n" + rows + "\n"
     )

@@ -29,9 +29,9 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT))
     from bsnc.api import compile_network
-    from bsnc.costs import FlopsCost, ParamsCost
-    from bsnc.frontend import load_network
-    from bsnc.latency import time_callable
+    from bsnc.costs.analytic import FlopsCost, ParamsCost
+    from bsnc.costs.latency import time_callable
+    from bsnc.lang.frontend import load_network
 
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
@@ -45,7 +45,7 @@ def main() -> None:
          "--epochs", "24", "--warmup-epochs", "3", "--run-dir", str(OUT / "run")])
     run(["export", str(OUT / "run"), "--prune", "-o", str(OUT / "export")])
 
-    from bsnc.checkpoint import find_checkpoint, load_checkpoint
+    from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
 
     pruned = load_network(OUT / "export" / "cnf_w8_pruned.bsn")
     # the exported model is the checkpoint export chose (best.pt: best validation within budget)

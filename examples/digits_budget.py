@@ -19,12 +19,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bsnc.costs import FlopsCost  # noqa: E402
-from bsnc.export import pruned_source  # noqa: E402
-from bsnc.frontend import network_from_program  # noqa: E402
-from bsnc.program import load_program  # noqa: E402
-from bsnc.prune import prune  # noqa: E402
-from bsnc.train import TrainConfig, train  # noqa: E402
+from bsnc.codegen.architecture import prune  # noqa: E402
+from bsnc.costs.analytic import FlopsCost  # noqa: E402
+from bsnc.export.exporter import pruned_source  # noqa: E402
+from bsnc.lang.frontend import network_from_program  # noqa: E402
+from bsnc.lang.program import load_program  # noqa: E402
+from bsnc.search.train import TrainConfig, train  # noqa: E402
 
 DEFINES = {"W": "4", "C": "16", "size": "8", "in_channels": "1"}
 

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from bsnc.api import compile_network
-from bsnc.frontend import load_network, network_from_text
 from bsnc.ir import Network
+from bsnc.lang.frontend import load_network, network_from_text
 
 ROOT = Path(__file__).resolve().parent.parent
 FABRICS = ROOT / "fabrics"

@@ -14,9 +14,9 @@ import torch
 
 import bsnc
 from bsnc.api import compile_network
-from bsnc.codegen import generate
+from bsnc.codegen.generate import generate
 from bsnc.errors import SourceError
-from bsnc.frontend import load_network
+from bsnc.lang.frontend import load_network
 from tests.helpers import FABRICS, ROOT, build, input_for
 
 GOLDEN = ROOT / "tests" / "data" / "golden"
@@ -71,7 +71,7 @@ def test_generated_code_compiles_lints_and_imports_only_torch_and_runtime(path, 
                           capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     if network.stochastic_edges:
-        assert _imports(source) == {"torch", "torch.nn", "bsnc.runtime"}
+        assert _imports(source) == {"torch", "torch.nn", "bsnc.codegen.runtime"}
     else:
         assert _imports(source) == {"torch", "torch.nn"}
         assert "gate" not in source and "plan" not in source and "sample" not in source

@@ -12,11 +12,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bsnc.api import compile_network
 from bsnc.cli import main
-from bsnc.costs import DistributedCost, FlopsCost, ParamsCost, parse_cost
+from bsnc.codegen.architecture import active_edges
+from bsnc.costs.analytic import FlopsCost, ParamsCost
+from bsnc.costs.distributed import DistributedCost
+from bsnc.costs.latency import LatencyCost, LatencyTable
+from bsnc.costs.registry import parse_cost
 from bsnc.errors import BsncError, UsageError
-from bsnc.frontend import load_network, network_from_text
-from bsnc.latency import LatencyCost, LatencyTable
-from bsnc.prune import active_edges
+from bsnc.lang.frontend import load_network, network_from_text
 from tests.helpers import FABRICS, ROOT, build
 
 PAPER = {  # (params in M, flops in M): Tables 1 and 3 of the paper
@@ -371,7 +373,7 @@ def test_generated_module_params_equal_registry_for_full_cnf():
 
 
 def test_distributed_memo_stays_bounded(monkeypatch):
-    import bsnc.costs as costs
+    import bsnc.costs.distributed as costs
 
     monkeypatch.setattr(costs, "MEMO_LIMIT", 8)
     network = load_network(FABRICS / "cnf.bsn", {"W": 3, "C": 4, "size": 8})

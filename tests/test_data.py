@@ -11,7 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from bsnc.data import (
+from bsnc.errors import UsageError
+from bsnc.lang.frontend import load_network, network_from_text
+from bsnc.search.data import (
     DATASETS,
     PARTLABELS_BACKGROUND,
     DataInfo,
@@ -20,8 +22,6 @@ from bsnc.data import (
     load_data,
     make_loader,
 )
-from bsnc.errors import UsageError
-from bsnc.frontend import load_network, network_from_text
 from tests.conftest import FABRICS
 
 

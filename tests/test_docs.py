@@ -73,8 +73,8 @@ from click.testing import CliRunner
 
 from bsnc.cli import main
 from bsnc.errors import BsncError
-from bsnc.frontend import load_network
-from bsnc.parser import parse
+from bsnc.lang.frontend import load_network
+from bsnc.lang.parser import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -416,9 +416,9 @@ def _section(text: str, heading: str) -> str:
 
 
 def test_language_reference_covers_every_primitive_function_and_keyword():
-    from bsnc.evaluate import FUNCTIONS
+    from bsnc.lang.evaluate import FUNCTIONS
+    from bsnc.lang.parser import KEYWORDS
     from bsnc.ops import REGISTRY
-    from bsnc.parser import KEYWORDS
 
     text = (DOCS / "language.md").read_text(encoding="utf-8")
     for name, prim in REGISTRY.items():

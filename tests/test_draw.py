@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import bsnc.draw as draw_module
-from bsnc.draw import COLORS, DROPPED_COLOR, DrawResult, diagram_source, draw, edge_kind
+import bsnc.export.draw as draw_module
 from bsnc.errors import BsncError
-from bsnc.frontend import load_network, network_from_text
+from bsnc.export.draw import COLORS, DROPPED_COLOR, DrawResult, diagram_source, draw, edge_kind
+from bsnc.lang.frontend import load_network, network_from_text
 
 from .helpers import FABRICS
 

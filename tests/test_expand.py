@@ -8,8 +8,8 @@ import math
 import pytest
 
 from bsnc.errors import BsncError, SourceError, UsageError
-from bsnc.frontend import load_network, network_from_text
 from bsnc.ir import OpCall, natural_key
+from bsnc.lang.frontend import load_network, network_from_text
 
 
 def chain(width: str = "4") -> str:

@@ -12,13 +12,13 @@ from click.testing import CliRunner
 
 from bsnc.api import compile_network
 from bsnc.cli import main
-from bsnc.costs import FlopsCost, ParamsCost
+from bsnc.costs.analytic import FlopsCost, ParamsCost
 from bsnc.errors import BsncError
-from bsnc.export import export
-from bsnc.formatter import format_file
-from bsnc.frontend import load_network, network_from_program
-from bsnc.parser import parse
-from bsnc.program import load_program
+from bsnc.export.exporter import export
+from bsnc.lang.formatter import format_file
+from bsnc.lang.frontend import load_network, network_from_program
+from bsnc.lang.parser import parse
+from bsnc.lang.program import load_program
 from tests.helpers import FABRICS, input_for
 
 
@@ -129,8 +129,8 @@ def test_export_command_errors(tmp_path):
 
 
 def test_export_of_a_trained_run_matches_the_recorded_cost(tmp_path):
-    from bsnc.checkpoint import load_checkpoint
-    from bsnc.train import TrainConfig, train
+    from bsnc.search.checkpoint import load_checkpoint
+    from bsnc.search.train import TrainConfig, train
 
     bsn = tmp_path / "net.bsn"
     bsn.write_text((FABRICS / "cnf.bsn").read_text())
@@ -158,7 +158,7 @@ def test_export_into_an_unwritable_place(tmp_path):
 
 
 def test_draw_with_the_probabilities_of_a_run(tmp_path):
-    from bsnc.train import TrainConfig, train
+    from bsnc.search.train import TrainConfig, train
 
     defines = {"W": "2", "C": "4", "size": "8"}
     run = tmp_path / "run"
@@ -169,7 +169,7 @@ def test_draw_with_the_probabilities_of_a_run(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     dot = (tmp_path / "d.dot").read_text()
-    from bsnc.checkpoint import load_checkpoint
+    from bsnc.search.checkpoint import load_checkpoint
 
     gamma = torch.sigmoid(load_checkpoint(run / "best.pt")["model"]["gate_logits"]).tolist()
     network = load_network(FABRICS / "cnf.bsn", defines)

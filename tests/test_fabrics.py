@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bsnc.formatter import format_file
-from bsnc.frontend import load_network
-from bsnc.parser import parse
+from bsnc.lang.formatter import format_file
+from bsnc.lang.frontend import load_network
+from bsnc.lang.parser import parse
 from tests.conftest import FABRICS
 
 FABRIC_FILES = sorted(FABRICS.glob("*.bsn"))

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bsnc import ast
 from bsnc.errors import SourceError
-from bsnc.formatter import format_expr, format_file
-from bsnc.parser import parse, read_source
+from bsnc.lang import ast
+from bsnc.lang.formatter import format_expr, format_file
+from bsnc.lang.parser import parse, read_source
 from tests.conftest import DATA, FABRICS
 
 FABRIC_FILES = sorted(FABRICS.glob("*.bsn"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bsnc import ast
 from bsnc.errors import SourceError, Span
-from bsnc.formatter import format_file
-from bsnc.parser import parse
+from bsnc.lang import ast
+from bsnc.lang.formatter import format_file
+from bsnc.lang.parser import parse
 
 # --- helpers -----------------------------------------------------------------------------
 

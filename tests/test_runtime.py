@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bsnc.reference import architecture_from_mask, reference_forward
+from bsnc.codegen.reference import architecture_from_mask, reference_forward
 from tests.helpers import FABRICS, build, build_text, input_for, small_overrides
 
 ALL_FABRICS = sorted(FABRICS.glob("*.bsn"))

@@ -12,9 +12,9 @@ import torch
 import torch.multiprocessing as mp
 from click.testing import CliRunner
 
-from bsnc.checkpoint import load_checkpoint
 from bsnc.cli import main
-from bsnc.train import TrainConfig, Trainer, train
+from bsnc.search.checkpoint import load_checkpoint
+from bsnc.search.train import TrainConfig, Trainer, train
 from tests.helpers import FABRICS
 
 TINY = """
@@ -195,7 +195,7 @@ def test_unwritable_run_directory(tiny, tmp_path):
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tiny, tmp_path, monkeypatch):
-    import bsnc.train as training
+    import bsnc.search.train as training
 
     run = tmp_path / "run"
     original = training._task_loss

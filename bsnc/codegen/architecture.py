@@ -8,11 +8,11 @@ from typing import Sequence
 
 import torch
 
-from bsnc.checks import build_network
+from bsnc.codegen.runtime import Structure, sample_architecture
 from bsnc.errors import BsncError
-from bsnc.expand import Flat
 from bsnc.ir import Network
-from bsnc.runtime import Structure, sample_architecture
+from bsnc.lang.checks import build_network
+from bsnc.lang.expand import Flat
 
 
 def active_edges(network: Network, proposal: Sequence[bool] | torch.Tensor) -> torch.Tensor:

@@ -7,12 +7,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from bsnc import ast
 from bsnc.errors import Note, SourceError, Span, UsageError, did_you_mean
-from bsnc.evaluate import Scope, Value, evaluate
 from bsnc.ir import Edge, Layer, OpCall, ResolvedCall
+from bsnc.lang import ast
+from bsnc.lang.evaluate import Scope, Value, evaluate
+from bsnc.lang.program import Program
 from bsnc.ops import REGISTRY, REQUIRED, bsn_repr, check_value, type_name
-from bsnc.program import Program
 
 MAX_EDGES = 1_000_000
 MAX_LAYERS = 1_000_000

@@ -14,18 +14,18 @@ from typing import Any
 
 import torch
 
-from bsnc import ast
-from bsnc.api import compile_network
-from bsnc.checkpoint import find_checkpoint, load_checkpoint
-from bsnc.codegen import generate
-from bsnc.costs import parse_cost
+from bsnc.codegen.architecture import active_edges, prune
+from bsnc.codegen.generate import generate
+from bsnc.codegen.loader import compile_network
+from bsnc.costs.registry import parse_cost
 from bsnc.errors import BsncError, UsageError, display_path
-from bsnc.formatter import format_file
-from bsnc.frontend import load_network, network_from_program
 from bsnc.ir import Layer, Network, OpCall, ResolvedCall
+from bsnc.lang import ast
+from bsnc.lang.formatter import format_file
+from bsnc.lang.frontend import load_network, network_from_program
+from bsnc.lang.program import Program, load_program
 from bsnc.ops import REGISTRY, REQUIRED
-from bsnc.program import Program, load_program
-from bsnc.prune import active_edges, prune
+from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
 
 
 @dataclass
@@ -190,7 +190,7 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
         (staging / f"{name}_pruned.pt").write_bytes(buffer.getvalue())
         (staging / f"{name}_pruned.py").write_text(generate(reloaded), encoding="utf-8")
         if draw_diagram:
-            from bsnc.draw import draw
+            from bsnc.export.draw import draw
 
             title = f"{name}: kept {int(active.sum())}/{len(network.edges)} edges"
             if meta.get("cost"):
@@ -210,7 +210,7 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
 def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: float,
                draw_diagram: bool = True) -> ExportResult:
     """Export from a run directory (best.pt when there is one, else ckpt.pt) or a checkpoint."""
-    from bsnc.masks import load_mask
+    from bsnc.codegen.masks import load_mask
 
     checkpoint = find_checkpoint(path, "best.pt")
     state = load_checkpoint(checkpoint)

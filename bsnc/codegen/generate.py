@@ -13,12 +13,12 @@ from importlib import resources
 
 import jinja2
 
-from bsnc import __version__
 from bsnc import nn as helpers
+from bsnc.codegen.namespace import Namespace, sanitise
+from bsnc.codegen.runtime import DEFAULT_LOGIT, logit
 from bsnc.ir import Edge, Layer, Network
-from bsnc.namespace import Namespace, sanitise
 from bsnc.ops import REGISTRY
-from bsnc.runtime import DEFAULT_LOGIT, logit
+from bsnc.version import __version__
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from bsnc.costs import FlopsCost, parse_cost
+from bsnc.codegen.architecture import active_edges
+from bsnc.codegen.masks import load_mask
+from bsnc.costs.analytic import FlopsCost
+from bsnc.costs.registry import parse_cost
 from bsnc.ir import Network
-from bsnc.masks import load_mask
-from bsnc.prune import active_edges
 
 
 def cost_report(network: Network, specs: list[str], mask_path: Path | None, by_edge: bool, as_json: bool) -> str:

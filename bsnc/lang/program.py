@@ -6,10 +6,10 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bsnc import ast
 from bsnc.errors import BsncError, Note, SourceError, display_path
+from bsnc.lang import ast
+from bsnc.lang.parser import parse, read_source
 from bsnc.ops import REGISTRY
-from bsnc.parser import parse, read_source
 
 MAX_IMPORT_DEPTH = 32
 

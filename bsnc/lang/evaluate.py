@@ -7,8 +7,8 @@ import math
 import operator
 from typing import Any, Callable, Mapping
 
-from bsnc import ast
 from bsnc.errors import SourceError, did_you_mean
+from bsnc.lang import ast
 from bsnc.ops import bsn_repr, type_name
 
 Value = int | float | bool | str

@@ -21,14 +21,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from bsnc.api import compile_network
-from bsnc.checkpoint import load_checkpoint, save_checkpoint
-from bsnc.costs import Cost, parse_cost
+from bsnc.codegen.loader import compile_network
+from bsnc.costs.base import Cost
+from bsnc.costs.registry import parse_cost
 from bsnc.errors import BsncError, UsageError
 from bsnc.files import atomic_write_text
-from bsnc.frontend import network_from_program
 from bsnc.ir import Network
-from bsnc.program import Program, load_program
+from bsnc.lang.frontend import network_from_program
+from bsnc.lang.program import Program, load_program
+from bsnc.search.checkpoint import load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -129,7 +130,7 @@ class _Distributed:
 
 
 def _resolve_device(name: str, local_rank: int) -> torch.device:
-    from bsnc.latency import resolve_device
+    from bsnc.costs.latency import resolve_device
 
     device = resolve_device(name)
     if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -191,7 +192,7 @@ def _sources(program: Program) -> dict[str, str]:
 
 class Trainer:
     def __init__(self, config: TrainConfig):
-        from bsnc import data as datasets
+        from bsnc.search import data as datasets
 
         validate_config(config)
         self.config = config

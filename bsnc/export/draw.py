@@ -48,7 +48,7 @@ import graphviz
 from bsnc.errors import BsncError, display_path
 from bsnc.files import atomic_write_text
 from bsnc.ir import Edge, Layer, Network
-from bsnc.summary import human
+from bsnc.lang.summary import human
 
 # Edge kinds and their colours (Figure 1 of the paper: blue, green, red; grey for skips).
 SAME, DOWN, UP, SKIP = "same", "down", "up", "skip"

@@ -3,7 +3,8 @@ and blank-line groups kept. ``parse(format_file(tree)) == tree`` for every parse
 
 from __future__ import annotations
 
-from bsnc import ast
+from bsnc.lang import ast
+from bsnc.ops import quote
 
 INDENT = "    "
 
@@ -91,12 +92,6 @@ def _expr(expr: ast.Expr) -> str:
 
 def _args(args: tuple[ast.Arg, ...]) -> str:
     return ", ".join(_expr(a.value) if a.name is None else f"{a.name}={_expr(a.value)}" for a in args)
-
-
-def quote(value: str) -> str:
-    """A `.bsn` string literal for ``value``."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{escaped}"'
 
 
 def _modcall(call: ast.ModCall) -> str:

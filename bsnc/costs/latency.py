@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from bsnc.costs import _Additive
+from bsnc.costs.base import Additive
 from bsnc.errors import BsncError, UsageError
 from bsnc.files import atomic_write_text
 from bsnc.ir import Edge, Network
@@ -135,7 +135,7 @@ def check_table(table: LatencyTable, path: str | Path, device: str | None = None
                          f"{torch.__version__}: measure again with `bsnc latency-table`")
 
 
-class LatencyCost(_Additive):
+class LatencyCost(Additive):
     """Sum of the measured times of the active edges, in milliseconds."""
 
     name = "latency"
@@ -185,8 +185,8 @@ def check_agreement(network: Network, table: LatencyTable, device: torch.device,
     compiled as the static network a user would deploy."""
     from tqdm import tqdm
 
-    from bsnc.api import compile_network
-    from bsnc.prune import active_edges, prune
+    from bsnc.codegen.architecture import active_edges, prune
+    from bsnc.codegen.loader import compile_network
 
     generator = torch.Generator().manual_seed(seed)
     vector = torch.tensor([table.entries[e.signature()] for e in network.edges], dtype=torch.float64)

@@ -8,8 +8,8 @@ import dataclasses
 import networkx as nx
 
 from bsnc.errors import Note, SourceError, Span, did_you_mean
-from bsnc.expand import Flat
 from bsnc.ir import Edge, Layer, Network, canonical_order, order_edges
+from bsnc.lang.expand import Flat
 from bsnc.ops import REGISTRY, Shape, ShapeError, format_shape
 
 

@@ -11,8 +11,8 @@ import networkx as nx
 import torch
 from torch import nn
 
+from bsnc.codegen.runtime import sample_architecture
 from bsnc.ir import Network
-from bsnc.runtime import sample_architecture
 
 
 def architecture_from_mask(network: Network, proposal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from bsnc.costs import Cost, _pack_rows
+from bsnc.costs.base import Cost, pack_rows
 from bsnc.errors import BsncError, UsageError
 from bsnc.ir import Network
 
@@ -96,7 +96,7 @@ class CustomCost(Cost):
     def __call__(self, active: torch.Tensor) -> torch.Tensor:
         active = torch.as_tensor(active).bool().cpu()
         values = []
-        for row, key in zip(active, _pack_rows(active)):
+        for row, key in zip(active, pack_rows(active)):
             if key not in self.memo:
                 self.memo[key] = self._call(row)
             values.append(self.memo[key])

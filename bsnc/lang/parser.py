@@ -16,8 +16,8 @@ from typing import Any, Callable, Sequence
 import lark
 from lark import Lark, Token, Transformer, v_args
 
-from bsnc import ast
 from bsnc.errors import Note, SourceError, Span, register_source
+from bsnc.lang import ast
 
 MAX_EXPR_DEPTH = 100
 MAX_BLOCK_DEPTH = 32

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from bsnc.checks import build_network
 from bsnc.errors import Span
-from bsnc.expand import expand
 from bsnc.ir import Network
-from bsnc.program import Program, load_program, parse_text
+from bsnc.lang.checks import build_network
+from bsnc.lang.expand import expand
+from bsnc.lang.program import Program, load_program, parse_text
 
 
 def network_from_program(program: Program, overrides: Mapping[str, Any] | None = None) -> Network:
