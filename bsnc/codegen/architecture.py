@@ -4,6 +4,7 @@ fixed, and only the layers they touch."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import torch
@@ -17,14 +18,7 @@ from bsnc.lang.expand import Flat
 
 def active_edges(network: Network, proposal: Sequence[bool] | torch.Tensor) -> torch.Tensor:
     """The [E] active mask of a proposed mask, with the connectivity rule applied."""
-    structure = Structure(
-        len(network.layers),
-        network.layer_index[network.input],
-        network.layer_index[network.output],
-        [network.layer_index[e.src] for e in network.edges],
-        [network.layer_index[e.dst] for e in network.edges],
-        [e.stochastic for e in network.edges],
-    )
+    structure = structure_of(network)
     logits = torch.zeros(len(network.stochastic_edges))
     proposal = torch.as_tensor(proposal, dtype=torch.bool)
     arch = sample_architecture(structure, logits, 1, "mask", proposal)
@@ -35,6 +29,35 @@ def active_edges(network: Network, proposal: Sequence[bool] | torch.Tensor) -> t
             f"{', '.join(repr(c) for c in cut[:8])}{' ...' if len(cut) > 8 else ''}"
         )
     return arch.active[0]
+
+
+def kept_proposal(network: Network, gate_logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """The [E] proposal of the kept edges: every fixed edge, and each stochastic edge whose γ is
+    above ``threshold`` (compared on logits, as deterministic evaluation does: γ > 0.5 is logit > 0)."""
+    cut = math.log(threshold / (1 - threshold))
+    logits = iter(torch.as_tensor(gate_logits).detach().float().cpu().tolist())
+    return torch.tensor([True if e.fixed else next(logits) > cut for e in network.edges], dtype=torch.bool)
+
+
+def kept_edges(network: Network, gate_logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """The one definition of the *kept* edges, which train reports, `draw --probs` draws solid and
+    export keeps: the edges of :func:`kept_proposal` that are active, i.e. on a path from the input
+    to the output through kept edges (all False when none reaches the output)."""
+    arch = sample_architecture(structure_of(network), torch.zeros(len(network.stochastic_edges)), 1, "mask",
+                               kept_proposal(network, gate_logits, threshold))
+    return arch.active[0]
+
+
+def structure_of(network: Network) -> Structure:
+    """The runtime's index tables of ``network``."""
+    return Structure(
+        len(network.layers),
+        network.layer_index[network.input],
+        network.layer_index[network.output],
+        [network.layer_index[e.src] for e in network.edges],
+        [network.layer_index[e.dst] for e in network.edges],
+        [e.stochastic for e in network.edges],
+    )
 
 
 def _cut_layers(network: Network, connected: torch.Tensor) -> list[str]:
