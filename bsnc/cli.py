@@ -15,13 +15,15 @@ BSN_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 class _ReportedError(click.ClickException):
-    """A bsnc error shown as rendered (file:line:col, quoted line, caret), exit status 1."""
+    """A bsnc error shown as rendered (file:line:col, quoted line, caret), exit status 1 (or the
+    error's own ``exit_code``, e.g. 3 for a search that found no architecture within budget)."""
 
     exit_code = 1
 
     def __init__(self, error: BsncError):
         super().__init__(error.render())
         self.error = error
+        self.exit_code = getattr(error, "exit_code", 1)
 
     def show(self, file: Any = None) -> None:
         click.echo(self.error.render(), err=True)
@@ -293,15 +295,27 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--penalty", type=click.Choice(["hinge", "abs"]), default="hinge", show_default=True,
               help="hinge: max(0, C/budget - 1); abs: |C/budget - 1|.")
 @click.option("--inconsistent-penalty", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Extra penalty for a sampled architecture whose output is not reached.")
+              help="Added to the reward of a sampled architecture whose output is not reached, on top of "
+                   "the floor derived from lambda and the costs that already makes it worse than any "
+                   "architecture that reaches the output.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Epochs with every edge on and Γ frozen before the search.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
               help="Learning rate of the weights (divided by 10 at 50% and 75% of the epochs).")
-@click.option("--path-lr", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              help="Learning rate of the edge probabilities Γ (SGD on their logits; not decayed).")
+@click.option("--path-lr", type=click.FloatRange(min=0), default=20.0, show_default=True,
+              help="Step of the edge probabilities Γ per epoch, whatever the data set's size: a logit of Γ "
+                   "moves at most PATH_LR/2 in one epoch (SGD on normalised advantages; not decayed).")
+@click.option("--entropy-weight", type=click.FloatRange(min=0), default=0.3, show_default=True,
+              help="Weight of the entropy of Γ in the search loss, rising from 0 at the first search epoch "
+                   "to this at the last: it settles the edges the reward cannot tell apart.")
+@click.option("--budget-use", type=click.FloatRange(min=0), default=0.1, show_default=True,
+              help="Reward, per unit of cost/budget, of an architecture within budget: among equally "
+                   "accurate ones the search prefers the one that uses the budget (never one over it).")
+@click.option("--idle-penalty", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="Reward cost of each idle edge (switched on but not reaching the output): a tie-break "
+                   "that lets Γ decide edges nothing else tells apart.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
               help="auto: cuda, then mps, then cpu.")
 @click.option("--amp", is_flag=True, help="Mixed precision (autocast + grad scaler) on CUDA.")
@@ -312,8 +326,9 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data-loading processes.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None, cost: str, budget: str | None,
-          lam: float, penalty: str, inconsistent_penalty: float, epochs: int, warmup_epochs: int, batch_size: int,
-          lr: float, path_lr: float, device: str, amp: bool, seed: int, run_dir: Path | None, resume: bool,
+          lam: float, penalty: str, inconsistent_penalty: float, path_lr: float, entropy_weight: float,
+          budget_use: float, idle_penalty: float, epochs: int, warmup_epochs: int, batch_size: int,
+          lr: float, device: str, amp: bool, seed: int, run_dir: Path | None, resume: bool,
           workers: int, quiet: bool) -> None:
     """Train FILE's super network under a budget: weights and edge probabilities together.
 
@@ -336,14 +351,25 @@ def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None,
         click.echo("note: --amp needs CUDA; training in float32", err=True)
     config = TrainConfig(
         file=str(file.resolve()), defines=defines, data=data, data_dir=str(data_dir) if data_dir else None, cost=cost,
-        budget=budget, lam=lam, penalty=penalty, inconsistent_penalty=inconsistent_penalty, epochs=epochs,
+        budget=budget, lam=lam, penalty=penalty, inconsistent_penalty=inconsistent_penalty, idle_penalty=idle_penalty, entropy_weight=entropy_weight, budget_use=budget_use,
+        epochs=epochs,
         warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, path_lr=path_lr, device=device, amp=amp,
         seed=seed, run_dir=str(run_dir or Path("runs") / file.stem), resume=resume, workers=workers,
         progress=not quiet,
     )
     result = run_training(config)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
-        click.echo(f"done: test accuracy {result.test_acc * 100:.2f}%, run directory {result.run_dir}")
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+        return
+    if result.budget is not None and result.shipped is None:
+        from bsnc.errors import NoArchitectureError
+
+        raise NoArchitectureError(
+            f"no epoch of this run chose an architecture that reaches the output within the budget {budget} "
+            f"(the last costs {result.deterministic_cost:,.0f}); {result.run_dir} has no best.pt and "
+            "`bsnc export` refuses it unless --allow-over-budget. Try a larger --budget, more --epochs "
+            "(--resume --epochs N extends this run) or a larger --lambda")
+    shipped = f" (best.pt, epoch {result.shipped.epoch})" if result.shipped is not None else ""
+    click.echo(f"done: test accuracy {result.test_acc * 100:.2f}%{shipped}, run directory {result.run_dir}")
 
 
 @main.command()
@@ -356,22 +382,32 @@ def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None,
               help='Export this architecture instead: JSON {"edges": {"EDGE KEY": true|false}}.')
 @click.option("--keep-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="Keep the stochastic edges whose probability is above this.")
-def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, keep_threshold: float) -> None:
+@click.option("--pick", metavar="best|cheapest|COST", default=None,
+              help="Which point of the run's Pareto front of (validation accuracy, cost): best (best.pt, the "
+                   "most accurate within budget; the default), cheapest, or the most accurate costing at "
+                   "most COST (e.g. 200k). Needs a run directory.")
+@click.option("--allow-over-budget", is_flag=True,
+              help="Export even an architecture over the run's budget (refused otherwise).")
+def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, keep_threshold: float,
+           pick: str | None, allow_over_budget: bool) -> None:
     """Export a trained run as a pruned static network.
 
     Writes NAME_pruned.bsn (the architecture as a static .bsn file), NAME_pruned.pt (its
     weights), NAME_pruned.py (a plain PyTorch module that needs only torch) and NAME.dot with
     NAME.svg and NAME.png (a diagram of the super network, kept edges solid). A run directory
-    exports best.pt (the best validation accuracy within budget) when there is one, else ckpt.pt.
+    exports best.pt (the best validation accuracy within budget); a run with none is refused
+    unless --allow-over-budget (then ckpt.pt, the last epoch). An architecture over the run's
+    budget (e.g. from --keep-threshold or --mask) is refused likewise.
 
     \b
     Example:
       bsnc export runs/cnf --prune
+      bsnc export runs/cnf --prune --pick cheapest -o small/
       bsnc export runs/cnf/ckpt.pt --prune -o shipped/ --keep-threshold 0.3
     """
     from bsnc.export.exporter import export_run
 
-    result = export_run(run, output, mask, keep_threshold)
+    result = export_run(run, output, mask, keep_threshold, pick=pick, allow_over_budget=allow_over_budget)
     if result.dot_missing:
         click.echo("note: Graphviz's dot is not installed: wrote the .dot file only "
                    "(install graphviz to get the SVG and PNG)", err=True)
@@ -411,15 +447,19 @@ def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path |
     from bsnc.lang.frontend import load_network
 
     network = load_network(file, defines)
-    gammas = None
+    gammas = kept = None
     if probs is not None:
+        from bsnc.codegen.architecture import kept_edges
+
         gammas = _gammas_from_run(probs, network, defines)
+        kept = kept_edges(network, _logits_from_run(probs), keep_threshold).tolist()
     flops = parse_cost("flops", network).full()
     params = parse_cost("params", network).full()
     from bsnc.lang.summary import human
 
     title = f"{network.name}: {len(network.edges)} edges, {human(flops)} flops, {human(params)} params (full)"
-    result = render(network, output or Path(network.name), gammas=gammas, title=title, threshold=keep_threshold)
+    result = render(network, output or Path(network.name), gammas=gammas, title=title, threshold=keep_threshold,
+                    kept=kept)
     if result.dot_missing:
         click.echo("note: Graphviz's dot is not installed: wrote the .dot file only "
                    "(install graphviz to get the SVG and PNG)", err=True)
@@ -445,6 +485,12 @@ def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[
         raise BsncError(f"{checkpoint} holds no edge probabilities: its network has no stochastic edge")
     gamma = torch.sigmoid(logits.float()).tolist()
     return {e.key: g for e, g in zip(network.stochastic_edges, gamma)}
+
+
+def _logits_from_run(path: Path) -> Any:
+    from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
+
+    return load_checkpoint(find_checkpoint(path, "best.pt"))["model"]["gate_logits"]
 
 
 if __name__ == "__main__":

@@ -102,3 +102,10 @@ def display_path(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+class NoArchitectureError(BsncError):
+    """A budgeted search ended without an architecture that reaches the output within the budget:
+    its result is no usable model. Exit status 3."""
+
+    exit_code = 3

@@ -63,7 +63,8 @@ def _metrics(run_dir: Path) -> list[dict]:
 def test_budgeted_training_writes_a_complete_run_directory(tiny, tmp_path):
     run = tmp_path / "run"
     result = train(_config(tiny, run, epochs=3, warmup_epochs=1))
-    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "ckpt.pt", "config.json", "metrics.jsonl"]
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "ckpt.pt", "config.json", "metrics.jsonl", "pareto",
+                                                     "pareto.json"]
     rows = _metrics(run)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert [r["phase"] for r in rows] == ["warmup", "search", "search"]
@@ -264,7 +265,7 @@ def test_two_gloo_processes_hold_identical_gates_and_weights(tiny, tmp_path):
             continue  # batch-norm statistics are per process
         assert torch.allclose(a[key], b[key], atol=1e-6), key
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.pt", "ckpt.pt", "config.json",
-                                                                     "metrics.jsonl"]
+                                                                     "metrics.jsonl", "pareto", "pareto.json"]
 
 
 def test_warmup_end_restores_each_edge_initial_probability(tmp_path):
@@ -312,3 +313,17 @@ def test_export_works_from_another_directory(tiny, tmp_path, monkeypatch):
     exported = CliRunner().invoke(main, ["export", "project/run", "--prune", "-o", "out"])
     assert exported.exit_code == 0, exported.output
     assert (tmp_path / "out" / "tiny_pruned.bsn").is_file()
+
+
+def test_resume_with_more_epochs_extends_a_finished_run_with_a_stretched_schedule(tiny, tmp_path):
+    run = tmp_path / "run"
+    train(_config(tiny, run, epochs=2, lr=0.08))
+    assert [r["lr"] for r in _metrics(run)] == [0.08, pytest.approx(0.008)]  # milestone at epoch 1 of 2
+    result = train(_config(tiny, run, epochs=4, lr=0.08, resume=True))
+    rows = _metrics(run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and len(result.history) == 4
+    # the schedule of a 4-epoch run (milestones at epochs 2 and 3) from epoch 3 on
+    assert [r["lr"] for r in rows[2:]] == [pytest.approx(0.008), pytest.approx(0.0008)]
+    assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 4
+    with pytest.raises(Exception, match="--epochs 3: .* has already trained 4 epochs"):
+        train(_config(tiny, run, epochs=3, lr=0.08, resume=True))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import io
-import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from typing import Any
 
 import torch
 
-from bsnc.codegen.architecture import active_edges, prune
+from bsnc.codegen.architecture import active_edges, kept_proposal, prune
 from bsnc.codegen.generate import generate
 from bsnc.codegen.loader import compile_network
 from bsnc.costs.registry import parse_cost
@@ -143,15 +142,12 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     super_module = compile_network(network)()
     super_module.load_state_dict(state)
     gammas: dict[str, float] = {}
-    logits: dict[str, float] = {}
     if network.stochastic_edges:
         theta = super_module.gate_logits.detach()
         gammas = dict(zip((e.key for e in network.stochastic_edges), torch.sigmoid(theta).tolist()))
-        logits = dict(zip((e.key for e in network.stochastic_edges), theta.tolist()))
     if proposal is None:
-        # compare logits, as deterministic evaluation does (gamma > 0.5 is logit > 0)
-        cut = math.log(threshold / (1 - threshold))
-        proposal = torch.tensor([e.fixed or logits[e.key] > cut for e in network.edges])
+        proposal = kept_proposal(network, super_module.gate_logits.detach(), threshold) \
+            if network.stochastic_edges else torch.ones(len(network.edges), dtype=torch.bool)
     active = active_edges(network, proposal)
     pruned = prune(network, proposal)
 
@@ -208,11 +204,13 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
 
 
 def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: float,
-               draw_diagram: bool = True) -> ExportResult:
-    """Export from a run directory (best.pt when there is one, else ckpt.pt) or a checkpoint."""
+               draw_diagram: bool = True, pick: str | None = None, allow_over_budget: bool = False) -> ExportResult:
+    """Export from a run directory (the point ``pick`` of its Pareto front: ``best``, the
+    default, is best.pt; ``cheapest``; or a cost) or from a checkpoint file. An architecture over
+    the run's budget is refused unless ``allow_over_budget``."""
     from bsnc.codegen.masks import load_mask
 
-    checkpoint = find_checkpoint(path, "best.pt")
+    checkpoint = _choose_checkpoint(Path(path), pick, allow_over_budget)
     state = load_checkpoint(checkpoint)
     config = state.get("config", {})
     file = Path(config.get("file", ""))
@@ -224,6 +222,10 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
                         f"(sha256 {state.get('source_hash', '?')[:12]}… then, {program.source_hash()[:12]}… now)")
     network = network_from_program(program, state.get("defines", {}))
     proposal = load_mask(mask, network) if mask is not None else None
+    if proposal is None and network.stochastic_edges:
+        proposal = kept_proposal(network, state["model"]["gate_logits"], threshold)
+    if not allow_over_budget and proposal is not None:
+        _check_budget(network, state, proposal, checkpoint)
     history = state.get("history") or []
     last = history[-1] if history else {}
     meta = {
@@ -235,4 +237,66 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
     if mask is not None:
         meta["mask"] = str(mask)
     target = out_dir if out_dir is not None else Path(checkpoint).parent / "export"
+    if target == checkpoint.parent / "export" and checkpoint.parent.name == "pareto":
+        target = checkpoint.parent.parent / "export"
     return export(network, program, state["model"], target, proposal, threshold, meta, draw_diagram)
+
+
+def _choose_checkpoint(path: Path, pick: str | None, allow_over_budget: bool) -> Path:
+    """The checkpoint to export: a file as given, or a run directory's chosen Pareto point."""
+    from bsnc.search.selection import ParetoFront
+
+    if not path.is_dir():
+        if pick is not None:
+            raise UsageError(f"--pick {pick}: give a run directory, not the checkpoint {display_path(path)}")
+        return find_checkpoint(path)
+    pick = pick or "best"
+    if pick == "best" and (path / "best.pt").is_file():
+        return path / "best.pt"
+    last = find_checkpoint(path, "ckpt.pt")
+    state = load_checkpoint(last)
+    front = ParetoFront.from_json(state.get("pareto", []))
+    if pick == "best" and front.best() is None:
+        if allow_over_budget:
+            return last
+        raise BsncError(f"{display_path(path)}: no architecture of this run reaches the output within its budget "
+                        f"{state.get('config', {}).get('budget')} (Pareto front: {front.describe()}); "
+                        "export --pick cheapest or --pick COST with --allow-over-budget, or train again "
+                        "(a larger budget, more epochs)")
+    network_cost = _run_cost(state)
+    point = front.pick(pick, network_cost.parse_budget if network_cost is not None else float)
+    target = path / point.file
+    if not target.is_file():
+        raise BsncError(f"{display_path(target)}: the checkpoint of the Pareto point of epoch {point.epoch} is missing")
+    return target
+
+
+def _run_cost(state: dict[str, Any]):
+    """The run's cost measure, or None when it cannot be rebuilt (a table that moved)."""
+    config = state.get("config", {})
+    try:
+        program = load_program(config.get("file", ""))
+        network = network_from_program(program, state.get("defines", {}))
+        return parse_cost(config.get("cost", "flops"), network)
+    except (BsncError, OSError):
+        return None
+
+
+def _check_budget(network: Network, state: dict[str, Any], proposal: torch.Tensor, checkpoint: Path) -> None:
+    budget = state.get("budget")
+    if budget is None:
+        return
+    cost = _run_cost(state)
+    active = active_edges(network, proposal)
+    if cost is not None:
+        value = float(cost(active.unsqueeze(0))[0])
+        over = value > budget
+        shown = f"{cost.format(value)}, over the run's budget {cost.format(budget)}"
+    else:
+        history = state.get("history") or [{}]
+        over = not history[-1].get("within_budget", True)
+        shown = "over the run's budget"
+    if over:
+        raise BsncError(f"{display_path(checkpoint)}: the architecture to export costs {shown}; "
+                        "pass --allow-over-budget to export it anyway, or export a point within budget "
+                        "(--pick best)")

@@ -21,15 +21,23 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from bsnc.codegen.architecture import kept_edges
 from bsnc.codegen.loader import compile_network
+from bsnc.codegen.runtime import Architecture
 from bsnc.costs.base import Cost
+from bsnc.costs.cheapest import cheapest_consistent
 from bsnc.costs.registry import parse_cost
 from bsnc.errors import BsncError, UsageError
 from bsnc.files import atomic_write_text
 from bsnc.ir import Network
 from bsnc.lang.frontend import network_from_program
 from bsnc.lang.program import Program, load_program
+from bsnc.search import reward as rewards
 from bsnc.search.checkpoint import load_checkpoint, save_checkpoint
+from bsnc.search.gates import ENTROPY_WEIGHT, PATH_LR, gate_entropy, gate_optimizer
+from bsnc.search.reward import BUDGET_USE, IDLE_PENALTY
+from bsnc.search.selection import ParetoFront, Point, point_file
+from bsnc.search.warnings import budget_warnings, epoch_warnings, warn
 
 
 @dataclass
@@ -44,12 +52,15 @@ class TrainConfig:
     budget: str | None = None
     lam: float = 2.0
     penalty: str = "hinge"
-    inconsistent_penalty: float = 0.0
+    inconsistent_penalty: float = 0.0  # added to the derived floor of an inconsistent sample (search/reward.py)
+    entropy_weight: float = ENTROPY_WEIGHT  # of H(Γ) in the loss, ramped up over the search (search/gates.py)
+    budget_use: float = BUDGET_USE  # reward for using the budget, in the reward only (search/reward.py)
+    idle_penalty: float = IDLE_PENALTY  # per idle edge, in the reward only (search/reward.py)
     epochs: int = 10
     warmup_epochs: int = 0
     batch_size: int = 64
     lr: float = 0.1
-    path_lr: float = 5.0
+    path_lr: float = PATH_LR  # Γ's step per epoch (search/gates.py)
     momentum: float = 0.9
     weight_decay: float = 1e-4
     milestones: tuple[float, ...] = (0.5, 0.75)
@@ -78,6 +89,7 @@ class EpochMetrics:
     train_acc: float
     mean_sampled_cost: float
     deterministic_cost: float
+    consistent: bool
     within_budget: bool
     entropy: float
     edges_kept: int
@@ -85,6 +97,10 @@ class EpochMetrics:
     test_acc: float | None
     lr: float
     time: float
+    gamma: dict[str, float] = field(default_factory=dict)  # each stochastic edge's γ, by edge key
+    budget: float | None = None
+    cheapest_cost: float | None = None  # the cheapest architecture that reaches the output
+    cheapest_exact: bool | None = None  # False: an upper bound (costs/cheapest.py)
 
 
 @dataclass
@@ -93,9 +109,11 @@ class TrainResult:
     model: nn.Module
     network: Network
     history: list[EpochMetrics]
-    test_acc: float
+    test_acc: float  # of the model export ships (best.pt) when there is one, else of the last epoch
     deterministic_cost: float
     budget: float | None
+    shipped: Point | None = None  # best.pt: the most accurate architecture within budget; None: no such one
+    front: ParetoFront | None = None
 
 
 class _Distributed:
@@ -139,6 +157,11 @@ def _resolve_device(name: str, local_rank: int) -> torch.device:
     return device
 
 
+def idle_edges(arch: Architecture) -> torch.Tensor:
+    """[B] the number of edges switched on whose destination does not reach the output."""
+    return (arch.drawn & ~arch.active).sum(dim=1)
+
+
 def entropy_bits(gamma: torch.Tensor) -> float:
     """Mean binary entropy of the edge probabilities, in bits (1 = a coin, 0 = decided)."""
     if gamma.numel() == 0:
@@ -146,10 +169,6 @@ def entropy_bits(gamma: torch.Tensor) -> float:
     g = gamma.double().clamp(1e-12, 1 - 1e-12)
     h = -(g * torch.log2(g) + (1 - g) * torch.log2(1 - g))
     return float(h.mean())
-
-
-def _penalty(ratio: torch.Tensor, kind: str) -> torch.Tensor:
-    return (ratio - 1).clamp(min=0) if kind == "hinge" else (ratio - 1).abs()
 
 
 def _task_loss(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,6 +220,8 @@ class Trainer:
         self.stochastic = bool(self.network.stochastic_edges)
         self.cost = parse_cost(config.cost, self.network)
         self.budget = parse_budget(self.cost, config.budget)
+        self.full_cost = self.cost.full()
+        self.cheapest = cheapest_consistent(self.network, self.cost) if self.stochastic else None
         if self.stochastic and self.budget is None:
             raise UsageError(f"--budget is needed to train {self.network.name}, which has stochastic edges "
                              f"(its full {self.cost.name} cost is {self.cost.format(self.cost.full())})")
@@ -215,10 +236,12 @@ class Trainer:
             num_classes=self.network.layer(self.network.output).shape[0],
         )
         datasets.check_compatible(self.splits.info, self.network)
+        self.empty_loss = rewards.empty_loss(self.network.layer(self.network.output).shape[0])
         self._prepare_run_dir()
 
         torch.manual_seed(config.seed)
         self.core = compile_network(self.network)().to(self.device)
+        self.initial_entropy = entropy_bits(torch.sigmoid(self.core.gate_logits.detach())) if self.stochastic else 0.0
         self.model: nn.Module = self.core
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -230,24 +253,23 @@ class Trainer:
                     self.core, ["gate_logits", ".gate_logits"])
             # rows of a process may leave some edges unused in a step
             self.model = nn.parallel.DistributedDataParallel(self.core, device_ids=ids, find_unused_parameters=True)
-        gates = [self.core.gate_logits] if self.stochastic else []
         weights = [p for name, p in self.core.named_parameters() if name != "gate_logits"]
         groups = [{"params": weights, "lr": config.lr, "weight_decay": config.weight_decay, "momentum": config.momentum}]
-        if gates:
-            groups.append({"params": gates, "lr": config.path_lr, "weight_decay": 0.0, "momentum": config.momentum})
         self.optimizer = torch.optim.SGD(groups, lr=config.lr)
+        steps = len(self._loader(self.splits.train, True, 0))
+        self.gate_optimizer = gate_optimizer(self.core.gate_logits, config.path_lr, steps) if self.stochastic else None
         milestones = sorted({max(1, round(m * config.epochs)) for m in config.milestones})
 
         def step_decay(epoch: int) -> float:
             return 0.1 ** sum(epoch >= m for m in milestones)
 
         # the weights' learning rate steps down; the edge probabilities keep theirs
-        schedules = [step_decay] + ([lambda epoch: 1.0] if gates else [])
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedules)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [step_decay])
         self.use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.start_epoch = 0
         self.best_val = -1.0
+        self.front = ParetoFront()
         self.history: list[EpochMetrics] = []
         if config.resume:
             self._resume()
@@ -283,9 +305,11 @@ class Trainer:
             "epoch": epoch,
             "model": self.core.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "gate_optimizer": self.gate_optimizer.state_dict() if self.gate_optimizer is not None else None,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "best_val": self.best_val,
+            "pareto": self.front.to_json(),
             "rng": torch.get_rng_state(),
             "config": json.loads(json.dumps(self.config.reproducible())),
             "history": [dataclasses.asdict(m) for m in self.history],
@@ -305,18 +329,29 @@ class Trainer:
                              f"not {mine['defines']}; pass the same overrides or start a new --run-dir")
         then = state.get("config", {})
         now = json.loads(json.dumps(self.config.reproducible()))
-        changed = [k for k in now if k not in ("file", "defines", "device", "amp") and then.get(k) != now[k]]
+        # --epochs may change: it extends (or finishes) the run, schedules stretched to the new length
+        changed = [k for k in now if k not in ("file", "defines", "device", "amp", "epochs") and then.get(k) != now[k]]
         if changed:
             listing = ", ".join(f"{k} {then.get(k)!r} -> {now[k]!r}" for k in changed)
             raise UsageError(f"--resume: {self.run_dir} was trained with other settings ({listing}); "
                              "pass the same options or start a new --run-dir")
         self.core.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.gate_optimizer is not None and state.get("gate_optimizer") is not None:
+            self.gate_optimizer.load_state_dict(state["gate_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        done = int(state["epoch"]) + 1
+        if self.config.epochs < done:
+            raise UsageError(f"--epochs {self.config.epochs}: {self.run_dir} has already trained {done} epochs; "
+                             f"pass --epochs {done} or more to resume it")
+        # the weights' schedule of an --epochs N run, from the epoch reached (stretched when N changed)
+        for group, base, rule in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+            group["lr"] = base * rule(self.scheduler.last_epoch)
         self.scaler.load_state_dict(state["scaler"])
         self.best_val = float(state["best_val"])
+        self.front = ParetoFront.from_json(state.get("pareto", []))
         self.start_epoch = int(state["epoch"]) + 1
-        self.history = [EpochMetrics(**m) for m in state["history"]]
+        self.history = [EpochMetrics(**{"consistent": True, **m}) for m in state["history"]]
 
     def _write_config(self) -> None:
         data = {
@@ -383,18 +418,28 @@ class Trainer:
                 sampled_cost = self.cost(arch.active_cpu())
                 if phase == "search":
                     ratio = (sampled_cost / self.budget).to(self.device, torch.float32)
-                    reward = delta.detach() + self.config.lam * _penalty(ratio, self.config.penalty)
-                    reward = reward + self.config.inconsistent_penalty * arch.inconsistent.float()
-                    baseline = self.dist.mean(reward.sum(), reward.shape[0])
-                    loss = loss + ((reward - baseline) * arch.log_prob).mean()
+                    reward = rewards.reward(delta, ratio, arch.inconsistent, lam=self.config.lam,
+                                            kind=self.config.penalty, empty=self.empty_loss,
+                                            full_ratio=self.full_cost / self.budget,
+                                            extra=self.config.inconsistent_penalty, idle=idle_edges(arch),
+                                            idle_weight=self.config.idle_penalty,
+                                            max_idle=len(self.network.edges),
+                                            use_weight=self.config.budget_use)
+                    adv = rewards.advantage(reward, lambda v: self.dist.mean(v.sum(), v.shape[0]))
+                    loss = loss + (adv.detach() * arch.log_prob).mean()
+                    loss = loss + self.entropy_weight(epoch) * gate_entropy(self.core.gate_logits)
             if not torch.isfinite(loss):
                 raise BsncError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
                                 f"stopped; the last good checkpoint is {self.run_dir / 'ckpt.pt'} "
                                 "(try a lower --lr or --path-lr)")
             self.optimizer.zero_grad(set_to_none=True)
+            if self.gate_optimizer is not None:
+                self.gate_optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self._average_gate_grad()
             self.scaler.step(self.optimizer)
+            if self.gate_optimizer is not None and phase == "search":
+                self.scaler.step(self.gate_optimizer)
             self.scaler.update()
             totals += torch.tensor([float(delta.detach().sum()), float(correct.sum()), float(sampled_cost.sum()),
                                     x.shape[0]], dtype=torch.float64)
@@ -403,6 +448,13 @@ class Trainer:
         loss_sum, correct_sum, cost_sum, rows = self.dist.total(*totals.tolist(), device=self.device)
         rows = max(rows, 1)
         return loss_sum / rows, correct_sum / rows, cost_sum / rows
+
+    def entropy_weight(self, epoch: int) -> float:
+        """The weight of H(Γ) in the search loss: 0 at the first search epoch, rising linearly to
+        ``--entropy-weight`` at the last (search/gates.py)."""
+        config = self.config
+        span = config.epochs - config.warmup_epochs
+        return config.entropy_weight * ((epoch - config.warmup_epochs) / (span - 1) if span > 1 else 1.0)
 
     def _average_gate_grad(self) -> None:
         if not (self.dist.enabled and self.stochastic):
@@ -430,18 +482,20 @@ class Trainer:
         return correct / max(rows, 1)
 
     def deterministic_cost(self) -> tuple[float, int, bool]:
-        """Cost of the deterministic architecture, edges kept, and whether it reaches the output."""
+        """Cost of the deterministic architecture, its kept edges (``kept_edges``: what export
+        keeps, fixed edges included), and whether it reaches the output."""
         if not self.stochastic:
-            return self.cost.full(), len(self.network.edges), True
-        active = self.core.edge_mask("deterministic").cpu()
-        stochastic = self.core.structure.stochastic
-        kept = int((active & stochastic).sum())  # what export keeps: on, and on a path to the output
-        return float(self.cost(active.unsqueeze(0))[0]), kept, bool(active.any())
+            return self.full_cost, len(self.network.edges), True
+        active = kept_edges(self.network, self.core.gate_logits)
+        return float(self.cost(active.unsqueeze(0))[0]), int(active.sum()), bool(active.any())
 
     def run(self) -> TrainResult:
         config = self.config
         if self.dist.main:
             self._write_config()
+            if self.start_epoch == 0:
+                for message in budget_warnings(self.cost, self.budget, self.cheapest, self.full_cost):
+                    warn(message)
         for epoch in range(self.start_epoch, config.epochs):
             phase = "warmup" if epoch < config.warmup_epochs else "search"
             if not self.stochastic:
@@ -458,14 +512,22 @@ class Trainer:
             gamma = torch.sigmoid(self.core.gate_logits.detach()) if self.stochastic else torch.empty(0)
             # an architecture that does not reach the output costs nothing but is no model
             within = consistent and (self.budget is None or det_cost <= self.budget)
-            improved = within and val_acc > self.best_val
-            # test accuracy of every model that becomes best.pt, and of the last one
-            test_acc = self.evaluate(self.splits.test) if (last or improved) else None
+            joined, dropped = (self.front.offer(Point(epoch + 1, val_acc, det_cost, within))
+                               if consistent else (False, []))
+            best = self.front.best()
+            improved = joined and best is not None and best.epoch == epoch + 1
+            # test accuracy of every model that joins the Pareto front, and of the last one
+            test_acc = self.evaluate(self.splits.test) if (last or joined) else None
+            if joined:
+                self.front.replace(Point(epoch + 1, val_acc, det_cost, within, test_acc))
             metrics = EpochMetrics(
                 epoch=epoch + 1, phase=phase, train_loss=train_loss, train_acc=train_acc,
                 mean_sampled_cost=sampled if self.stochastic else det_cost, deterministic_cost=det_cost,
-                within_budget=within, entropy=entropy_bits(gamma), edges_kept=kept, val_acc=val_acc,
+                consistent=consistent, within_budget=within, entropy=entropy_bits(gamma), edges_kept=kept, val_acc=val_acc,
                 test_acc=test_acc, lr=lr, time=time.perf_counter() - start,
+                gamma=dict(zip(self.core.stochastic_keys, gamma.tolist())) if self.stochastic else {},
+                budget=self.budget, cheapest_cost=self.cheapest.cost if self.cheapest else None,
+                cheapest_exact=self.cheapest.exact if self.cheapest else None,
             )
             self.history.append(metrics)
             if improved:
@@ -473,14 +535,27 @@ class Trainer:
             if self.dist.main:
                 state = self._state(epoch)
                 save_checkpoint(self.run_dir / "ckpt.pt", state)
+                if joined:
+                    (self.run_dir / "pareto").mkdir(exist_ok=True)
+                    save_checkpoint(self.run_dir / point_file(epoch + 1), state)
+                for point in dropped:
+                    (self.run_dir / point.file).unlink(missing_ok=True)
                 if improved:
                     save_checkpoint(self.run_dir / "best.pt", state)
+                atomic_write_text(self.run_dir / "pareto.json", json.dumps(self.front.to_json(), indent=2) + "\n")
                 self._write_metrics()
                 print(self.summary_line(metrics), flush=True)
+                if phase == "search":
+                    for message in epoch_warnings(self.cost, metrics.epoch, consistent, det_cost, self.budget):
+                        warn(message)
         final = self.history[-1]
-        return TrainResult(self.run_dir, self.core, self.network, self.history,
-                           final.test_acc if final.test_acc is not None else self.evaluate(self.splits.test),
-                           final.deterministic_cost, self.budget)
+        shipped = self.front.best()
+        if shipped is not None and shipped.test_acc is not None:
+            test_acc = shipped.test_acc
+        else:
+            test_acc = final.test_acc if final.test_acc is not None else self.evaluate(self.splits.test)
+        return TrainResult(self.run_dir, self.core, self.network, self.history, test_acc,
+                           final.deterministic_cost, self.budget, shipped, self.front)
 
     def summary_line(self, m: EpochMetrics) -> str:
         cost = f"{self.cost.name} {self.cost.format(m.deterministic_cost)}"
@@ -492,7 +567,7 @@ class Trainer:
             parts.append(f"test {m.test_acc * 100:.1f}%")
         parts.append(cost)
         if self.stochastic:
-            parts.append(f"H(Γ) {m.entropy:.3f} bits, kept {m.edges_kept}/{len(self.network.stochastic_edges)}")
+            parts.append(f"H(Γ) {m.entropy:.3f} bits, kept {m.edges_kept}/{len(self.network.edges)} edges")
         parts.append(f"lr {m.lr:g}, {m.time:.1f}s")
         return " | ".join(parts)
 

@@ -1,0 +1,42 @@
+"""What the search says on stderr when its result may not be usable: a budget no architecture
+can meet (or that does not constrain), and an epoch whose deterministic architecture does not
+reach the output or is over budget."""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterator
+
+from bsnc.costs.base import Cost
+from bsnc.costs.cheapest import Cheapest
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def budget_warnings(cost: Cost, budget: float | None, cheapest: Cheapest | None, full: float) -> Iterator[str]:
+    """Before training: a budget below the cheapest architecture that reaches the output, or at
+    or above the full super network's cost."""
+    if budget is None:
+        return
+    if cheapest is None:
+        yield "no path of edges leads from the input to the output: no architecture can reach it"
+    elif budget < cheapest.cost:
+        how = "" if cheapest.exact else " (an estimate: the cheapest found, there may be a cheaper one)"
+        yield (f"--budget {cost.format(budget)} is below the cheapest architecture that reaches the output, "
+               f"{cost.format(cheapest.cost)}{how}: no architecture can be within budget")
+    if budget >= full:
+        yield (f"--budget {cost.format(budget)} is at or above the full super network's {cost.name} cost "
+               f"{cost.format(full)}: the budget does not constrain the search")
+
+
+def epoch_warnings(cost: Cost, epoch: int, consistent: bool, value: float, budget: float | None) -> Iterator[str]:
+    """After a search epoch: its deterministic architecture (of cost ``value``) is no model, or
+    is over budget."""
+    if not consistent:
+        yield (f"epoch {epoch}: the deterministic architecture (γ > 0.5) does not reach the output; "
+               "it is no model")
+    elif budget is not None and value > budget:
+        yield (f"epoch {epoch}: the deterministic architecture costs {cost.format(value)}, "
+               f"over the budget {cost.format(budget)}")
