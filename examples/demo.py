@@ -73,13 +73,13 @@ def main() -> None:
     print("\nartefacts:")
     for path in sorted((OUT / "export").iterdir()):
         print(f"  {path.relative_to(ROOT)}")
-    print(f"  {(OUT / 'run').relative_to(ROOT)}/  (config.json, metrics.jsonl, ckpt.pt, best.pt)")
+    print(f"  {(OUT / 'run').relative_to(ROOT)}/  (config.json, metrics.jsonl, ckpt.pt, best.pt, pareto/)")
     print()
     width = max(len(r[0]) for r in rows)
     for name, a, b in rows:
         print(f"  {name.ljust(width)}  {a:>20}  {b:>20}")
     print(f"\nbudget {budget / 1e6:.3f} M MACs; mean entropy of Γ {final['entropy']:.3f} bits; "
-          f"{final['edges_kept']} of {len(network.stochastic_edges)} stochastic edges kept")
+          f"{final['edges_kept']} of {len(network.edges)} edges kept")
 
 
 if __name__ == "__main__":
