@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # torch and torchvision are pinned to the builds that lie on this project's machines.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test bench clean graphviz
+.PHONY: setup demo test bench bench-parse fuzz clean graphviz
 
 setup: $(STAMP) graphviz
 
@@ -35,6 +35,10 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/bench.py
+
+# parse time against file size (parsing is linear)
+bench-parse: setup
+	$(PY) benchmarks/bench_parse.py
 
 test: setup
 	$(PY) -m pytest -q -n 2
