@@ -102,3 +102,9 @@ def display_path(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+class Interrupted(BsncError):
+    """The user pressed Ctrl-C; the CLI exits with status 130 (128 + SIGINT), as shells expect."""
+
+    exit_code = 130

@@ -46,7 +46,7 @@ from pathlib import Path
 import graphviz
 
 from bsnc.errors import BsncError, display_path
-from bsnc.files import atomic_write_text
+from bsnc.files import OutputError, atomic_write_text, describe
 from bsnc.ir import Edge, Layer, Network
 from bsnc.lang.summary import human
 
@@ -646,7 +646,10 @@ def draw(
         out_base = out_base.with_suffix("")  # `-o cnf.png` means the base name cnf
     source = diagram_source(network, gammas=gammas, title=title, threshold=threshold, kept=kept)
     dot_path = out_base.parent / f"{out_base.name}.dot"
-    dot_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dot_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{dot_path.parent}: cannot create the directory ({describe(exc)})") from None
     atomic_write_text(dot_path, source)
     neato = _grid(network) is not None
     binary = shutil.which("neato" if neato else "dot")
@@ -661,9 +664,13 @@ def draw(
 
 
 def _render(binary: str, flags: list[str], dot_path: Path, target: Path, fmt: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write it ({describe(exc)})") from None
     os.close(fd)
-    command = [binary, *flags, f"-T{fmt}", "-o", tmp, str(dot_path)]
+    # Absolute paths start with '/': a user's path (`-o -o/x`) can never read as an option.
+    command = [binary, *flags, f"-T{fmt}", "-o", os.path.abspath(tmp), os.path.abspath(dot_path)]
     if fmt in ("png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"):
         command.insert(1, f"-Gdpi={PNG_DPI}")
     try:

@@ -3,11 +3,9 @@ their own: a static `.bsn` file, its weights, a plain PyTorch module and a diagr
 
 from __future__ import annotations
 
-import datetime
 import io
 import math
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +16,14 @@ from bsnc.codegen.architecture import active_edges, prune
 from bsnc.codegen.generate import generate
 from bsnc.codegen.loader import compile_network
 from bsnc.costs.registry import parse_cost
-from bsnc.errors import BsncError, UsageError, display_path
+from bsnc.errors import BsncError, display_path
+from bsnc.files import OutputError, remove_leftovers, replace_directory, staging_directory
 from bsnc.ir import Layer, Network, OpCall, ResolvedCall
 from bsnc.lang import ast
 from bsnc.lang.formatter import format_file
-from bsnc.lang.frontend import load_network, network_from_program
+from bsnc.lang.frontend import network_from_program, network_from_text
 from bsnc.lang.program import Program, load_program
-from bsnc.ops import REGISTRY, REQUIRED
+from bsnc.ops import REGISTRY, REQUIRED, printable
 from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
 
 
@@ -109,7 +108,7 @@ def pruned_source(network: Network, pruned: Network, program: Program, header: l
     """Canonical `.bsn` text of the pruned network: every edge fixed, parameters resolved,
     used module types copied in, so the file stands on its own."""
     called = sorted({c.name for e in pruned.edges for c in e.calls if c.name not in REGISTRY})
-    items: list[ast.Stmt] = [ast.Comment(f"# {line}".rstrip()) for line in header]
+    items: list[ast.Stmt] = [ast.Comment(f"# {printable(line)}".rstrip()) for line in header]
     definitions = _used_modules(program, called)
     if definitions:
         items.append(ast.Blank())
@@ -171,18 +170,18 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     for key in ("val_acc", "test_acc"):
         if meta.get(key) is not None:
             header.append(f"{key.replace('_acc', ' accuracy')} {meta[key] * 100:.2f}%")
-    header.append(f"exported {datetime.date.today().isoformat()}")
 
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".bsnc-export-", dir=out_dir))
-    except OSError as exc:
-        raise UsageError(f"-o {out_dir}: cannot write there ({exc.strerror})") from None
+    _check_own_directory(out_dir)
+    remove_leftovers(out_dir.parent)  # staging directories of an interrupted export
+    staging = staging_directory(out_dir)
     result = ExportResult(out_dir=out_dir, active=active, pruned=pruned)
     try:
-        bsn_path = staging / f"{name}_pruned.bsn"
-        bsn_path.write_text(pruned_source(network, pruned, program, header), encoding="utf-8")
-        reloaded = load_network(bsn_path)
+        bsn_name = f"{name}_pruned.bsn"
+        text = pruned_source(network, pruned, program, header)
+        (staging / bsn_name).write_text(text, encoding="utf-8")
+        # named by its final file name, so that the .py never names the staging directory and two
+        # exports of one run are byte-identical wherever they are written
+        reloaded = network_from_text(text, name=bsn_name)
         pruned_module = compile_network(reloaded)()
         _copy_weights(super_module, pruned_module)
         buffer = io.BytesIO()
@@ -198,13 +197,29 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
             drawn = draw(network, staging / name, gammas=gammas or None, title=title, threshold=threshold,
                          kept=active.tolist())
             result.dot_missing = drawn.dot_missing
-        for item in sorted(staging.iterdir()):
-            target = out_dir / item.name
-            item.replace(target)
-            result.files.append(target)
+        names = sorted(item.name for item in staging.iterdir())
+        replace_directory(staging, out_dir)
+        result.files = [out_dir / n for n in names]
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write the export ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
+
+
+_OWN_SUFFIXES = (".bsn", ".pt", ".py", ".dot", ".svg", ".png")
+
+
+def _check_own_directory(out_dir: Path) -> None:
+    """Export replaces its directory as a whole; refuse one that holds files it did not write."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: not a directory; export writes a directory of files")
+    if not out_dir.is_dir():
+        return
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.suffix not in _OWN_SUFFIXES or p.is_dir())
+    if foreign:
+        raise OutputError(f"{out_dir} holds files that export did not write (e.g. {foreign[0]!r}); export "
+                          "replaces its output directory as a whole: choose a new or empty directory")
 
 
 def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: float,

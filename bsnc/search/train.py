@@ -24,8 +24,8 @@ from torch import nn
 from bsnc.codegen.loader import compile_network
 from bsnc.costs.base import Cost
 from bsnc.costs.registry import parse_cost
-from bsnc.errors import BsncError, UsageError
-from bsnc.files import atomic_write_text
+from bsnc.errors import BsncError, Interrupted, UsageError
+from bsnc.files import atomic_write_text, remove_leftovers
 from bsnc.ir import Network
 from bsnc.lang.frontend import network_from_program
 from bsnc.lang.program import Program, load_program
@@ -272,6 +272,7 @@ class Trainer:
             probe.unlink()
         except OSError as exc:
             raise UsageError(f"--run-dir {self.run_dir}: cannot write there ({exc.strerror})") from None
+        remove_leftovers(self.run_dir)  # temporary files of a write that was interrupted
 
     def _identity(self) -> dict[str, Any]:
         return {"source_hash": self.program.source_hash(), "defines": dict(self.config.defines),
@@ -388,9 +389,8 @@ class Trainer:
                     baseline = self.dist.mean(reward.sum(), reward.shape[0])
                     loss = loss + ((reward - baseline) * arch.log_prob).mean()
             if not torch.isfinite(loss):
-                raise BsncError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                                f"stopped; the last good checkpoint is {self.run_dir / 'ckpt.pt'} "
-                                "(try a lower --lr or --path-lr)")
+                raise BsncError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped; "
+                                f"{self._last_checkpoint()} (try a lower --lr or --path-lr)")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self._average_gate_grad()
@@ -482,6 +482,14 @@ class Trainer:
                            final.test_acc if final.test_acc is not None else self.evaluate(self.splits.test),
                            final.deterministic_cost, self.budget)
 
+    def _last_checkpoint(self) -> str:
+        """Which checkpoint a stopped run can go on from, as a sentence: one that exists, or none."""
+        ckpt = self.run_dir / "ckpt.pt"
+        if self.history and ckpt.is_file():
+            return (f"the last good checkpoint is {ckpt} (epoch {self.history[-1].epoch}); continue it with "
+                    "--resume or export it")
+        return "no checkpoint was written yet (the first is written at the end of epoch 1)"
+
     def summary_line(self, m: EpochMetrics) -> str:
         cost = f"{self.cost.name} {self.cost.format(m.deterministic_cost)}"
         if self.budget is not None:
@@ -498,5 +506,10 @@ class Trainer:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    return Trainer(config).run()
+    trainer = Trainer(config)
+    try:
+        return trainer.run()
+    except KeyboardInterrupt:
+        # checkpoints are written atomically: the last one is whole, whatever the moment of Ctrl-C
+        raise Interrupted(f"interrupted; {trainer._last_checkpoint()}") from None
 
