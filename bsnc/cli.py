@@ -484,6 +484,9 @@ def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[
     logits = state["model"].get("gate_logits")
     if logits is None:
         raise BsncError(f"{checkpoint} holds no edge probabilities: its network has no stochastic edge")
+    if tuple(logits.shape) != (len(network.stochastic_edges),):
+        raise BsncError(f"{checkpoint}: damaged checkpoint: {tuple(logits.shape)} edge logits for the "
+                        f"{len(network.stochastic_edges)} stochastic edges of {network.name}")
     gamma = torch.sigmoid(logits.float()).tolist()
     return {e.key: g for e, g in zip(network.stochastic_edges, gamma)}
 

@@ -166,7 +166,7 @@ def test_resume_refuses_another_source_or_other_overrides(tiny, tmp_path):
     (["--data", "nope"], "--data nope: unknown dataset 'nope'"),
     (["--budget", "0"], "--budget 0: the budget must be greater than 0"),
     (["--budget", "12ms"], "--budget 12ms: the flops cost is a count"),
-    (["--lambda", "-1"], "--lambda -1.0: lambda must be >= 0"),
+    (["--lambda", "-1"], "--lambda -1.0: expected a number >= 0"),
     (["--cost", "distributed:n=0"], "n must be at least 1"),
     (["--resume"], "holds no ckpt.pt to resume from"),
     (["--data", "cifar10"], "--data-dir"),

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import graphviz
 
+from bsnc import numeric
 from bsnc.errors import BsncError, display_path
 from bsnc.files import OutputError, atomic_write_text, describe
 from bsnc.ir import Edge, Layer, Network
@@ -641,6 +642,7 @@ def draw(
     format (PNG at 110 dpi); each file is written beside its target and renamed over it. Without
     Graphviz only the ``.dot`` file is written and ``dot_missing`` is set (the caller says so).
     ``gammas``, ``title``, ``threshold`` and ``kept`` are those of `diagram_source`."""
+    numeric.real("--keep-threshold", threshold, 0, 1, min_open=True, max_open=True)
     out_base = Path(out_base)
     if out_base.suffix in (".dot", ".svg", ".png"):
         out_base = out_base.with_suffix("")  # `-o cnf.png` means the base name cnf

@@ -12,9 +12,11 @@ from typing import Any
 
 import torch
 
+from bsnc import numeric
 from bsnc.codegen.architecture import active_edges, prune
 from bsnc.codegen.generate import generate
 from bsnc.codegen.loader import compile_network
+from bsnc.costs.memory import check_fits
 from bsnc.costs.registry import parse_cost
 from bsnc.errors import BsncError, display_path
 from bsnc.files import OutputError, remove_leftovers, replace_directory, staging_directory
@@ -24,7 +26,7 @@ from bsnc.lang.formatter import format_file
 from bsnc.lang.frontend import network_from_program, network_from_text
 from bsnc.lang.program import Program, load_program
 from bsnc.ops import REGISTRY, REQUIRED, printable
-from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
+from bsnc.search.checkpoint import find_checkpoint, load_checkpoint, load_weights
 
 
 @dataclass
@@ -138,9 +140,11 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
            proposal: torch.Tensor | None = None, threshold: float = 0.5, meta: dict[str, Any] | None = None,
            draw_diagram: bool = True) -> ExportResult:
     """Write NAME_pruned.bsn, NAME_pruned.pt, NAME_pruned.py and the diagram into ``out_dir``."""
+    numeric.real("--keep-threshold", threshold, 0, 1, min_open=True, max_open=True)
     meta = dict(meta or {})
+    check_fits(network, torch.device("cpu"))
     super_module = compile_network(network)()
-    super_module.load_state_dict(state)
+    load_weights(super_module, state, meta.get("checkpoint", "the checkpoint"), f"network {network.name}")
     gammas: dict[str, float] = {}
     logits: dict[str, float] = {}
     if network.stochastic_edges:
@@ -244,10 +248,18 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
     meta = {
         "cost": state.get("cost"),
         "budget_text": config.get("budget"),
-        "val_acc": last.get("val_acc"),
-        "test_acc": last.get("test_acc"),
+        "val_acc": _fraction(last.get("val_acc")),
+        "test_acc": _fraction(last.get("test_acc")),
     }
     if mask is not None:
         meta["mask"] = str(mask)
+    meta["checkpoint"] = display_path(checkpoint)
     target = out_dir if out_dir is not None else Path(checkpoint).parent / "export"
     return export(network, program, state["model"], target, proposal, threshold, meta, draw_diagram)
+
+
+def _fraction(value: Any) -> float | None:
+    """An accuracy recorded in a checkpoint, or None when it is missing or not a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,15 +22,17 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from bsnc import numeric
 from bsnc.codegen.loader import compile_network
 from bsnc.costs.base import Cost
+from bsnc.costs.memory import check_fits
 from bsnc.costs.registry import parse_cost
 from bsnc.errors import BsncError, Interrupted, UsageError
 from bsnc.files import atomic_write_text, remove_leftovers
 from bsnc.ir import Network
 from bsnc.lang.frontend import network_from_program
 from bsnc.lang.program import Program, load_program
-from bsnc.search.checkpoint import load_checkpoint, save_checkpoint
+from bsnc.search.checkpoint import load_checkpoint, load_weights, save_checkpoint
 
 
 @dataclass
@@ -163,6 +166,13 @@ def _task_loss(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def validate_config(config: TrainConfig) -> None:
+    # NaN and infinities first: every comparison below is false for a NaN
+    numeric.real("--lambda", config.lam, 0)
+    numeric.real("--lr", config.lr, 0, min_open=True)
+    numeric.real("--path-lr", config.path_lr, 0)
+    numeric.real("--inconsistent-penalty", config.inconsistent_penalty, 0)
+    numeric.whole("--batch-size", config.batch_size, 1, numeric.MAX_BATCH_SIZE)
+    numeric.whole("--seed", config.seed, 0, numeric.MAX_SEED)
     if config.lam < 0:
         raise UsageError(f"--lambda {config.lam}: lambda must be >= 0")
     if config.penalty not in ("hinge", "abs"):
@@ -181,6 +191,8 @@ def parse_budget(cost: Cost, text: str | None) -> float | None:
     if text is None:
         return None
     value = cost.parse_budget(text)
+    if not math.isfinite(value):
+        raise UsageError(f"--budget {text}: expected a finite budget")
     if not value > 0:
         raise UsageError(f"--budget {text}: the budget must be greater than 0")
     return value
@@ -206,6 +218,7 @@ class Trainer:
                              f"(its full {self.cost.name} cost is {self.cost.format(self.cost.full())})")
         self.device = _resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = _Distributed(self.device)
+        check_fits(self.network, self.device, config.batch_size, training=True)
         self.run_dir = Path(config.run_dir)
         self._check_run_dir()
 
@@ -311,13 +324,18 @@ class Trainer:
             listing = ", ".join(f"{k} {then.get(k)!r} -> {now[k]!r}" for k in changed)
             raise UsageError(f"--resume: {self.run_dir} was trained with other settings ({listing}); "
                              "pass the same options or start a new --run-dir")
-        self.core.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.best_val = float(state["best_val"])
-        self.start_epoch = int(state["epoch"]) + 1
-        self.history = [EpochMetrics(**m) for m in state["history"]]
+        path = self.run_dir / "ckpt.pt"
+        load_weights(self.core, state["model"], path, f"network {self.network.name}")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.best_val = float(state["best_val"])
+            self.start_epoch = int(state["epoch"]) + 1
+            self.history = [EpochMetrics(**m) for m in state["history"]]
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            raise BsncError(f"{path}: damaged checkpoint: cannot restore the training state "
+                            f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
 
     def _write_config(self) -> None:
         data = {
