@@ -36,6 +36,11 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/bench.py
 
+# a long fuzzing campaign of the front end and code generator: make fuzz MINUTES=240
+MINUTES ?= 60
+fuzz: setup
+	$(PY) -m tests.fuzz --minutes $(MINUTES)
+
 # parse time against file size (parsing is linear)
 bench-parse: setup
 	$(PY) benchmarks/bench_parse.py
