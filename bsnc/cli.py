@@ -294,10 +294,14 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 
     import tomllib
 
+    from bsnc.files import read_regular
+
     try:
-        text = value.read_text(encoding="utf-8")
+        text = read_regular(value, 1024 * 1024, str(value)).decode("utf-8")
         data = tomllib.loads(text) if value.suffix == ".toml" else json.loads(text)
-    except (OSError, ValueError) as exc:
+    except BsncError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    except (OSError, ValueError, RecursionError) as exc:
         raise click.BadParameter(f"{value}: cannot read it as {'TOML' if value.suffix == '.toml' else 'JSON'} ({exc})",
                                  ctx=ctx, param=param) from None
     if not isinstance(data, dict):

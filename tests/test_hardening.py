@@ -234,3 +234,11 @@ def test_quoted_source_lines_are_counted_as_the_lexer_counts_and_never_emit_cont
         "   3 |   input x : [4]?[31m",
         "     |                ^",
     ]
+
+
+def test_config_file_that_is_a_fifo_is_refused(tmp_path: Path, tiny: Path) -> None:
+    fifo = tmp_path / "cfg.toml"
+    os.mkfifo(fifo)
+    result = CliRunner().invoke(main, ["train", str(tiny), "--config", str(fifo)])
+    assert result.exit_code == 2
+    assert "not a regular file (a FIFO)" in result.output

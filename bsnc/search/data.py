@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from bsnc.errors import BsncError, UsageError
+from bsnc.files import read_regular
 from bsnc.ir import Network
 
 Shape = tuple[int, ...]
@@ -417,7 +418,8 @@ def _read_rgb(path: Path) -> np.ndarray:
 def _read_split_list(root: Path, file: str) -> list[tuple[str, int]]:
     path = root / file
     entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    text = read_regular(path, 64 * 1024 * 1024, f"--data partlabels: {path}").decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
