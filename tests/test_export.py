@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -182,11 +183,13 @@ def test_draw_with_the_probabilities_of_a_run(tmp_path):
 def test_export_twice_is_byte_identical_and_never_names_its_staging_directory(tmp_path, monkeypatch):
     program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 2, "C": 4, "size": 8})
     state = module.state_dict()
-    export(network, program, state, tmp_path / "a", draw_diagram=False)
+    draw = shutil.which("neato") is not None  # the diagram too, when Graphviz is there
+    export(network, program, state, tmp_path / "a", draw_diagram=draw)
     monkeypatch.chdir(tmp_path)  # another working directory, another output directory
-    export(network, program, state, tmp_path / "b", draw_diagram=False)
+    export(network, program, state, tmp_path / "b", draw_diagram=draw)
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == ["cnf_pruned.bsn", "cnf_pruned.pt", "cnf_pruned.py"]
+    assert names == sorted(["cnf_pruned.bsn", "cnf_pruned.pt", "cnf_pruned.py"] + (["cnf.dot", "cnf.png", "cnf.svg"]
+                                                                                   if draw else []))
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     code = (tmp_path / "a" / "cnf_pruned.py").read_text()

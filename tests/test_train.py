@@ -344,3 +344,20 @@ def test_export_works_from_another_directory(tiny, tmp_path, monkeypatch):
     exported = CliRunner().invoke(main, ["export", "project/run", "--prune", "-o", "out"])
     assert exported.exit_code == 0, exported.output
     assert (tmp_path / "out" / "tiny_pruned.bsn").is_file()
+
+
+def test_training_on_a_full_disk_is_an_error_naming_the_file(tiny, tmp_path, monkeypatch):
+    import errno
+
+    import bsnc.files
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bsnc.files.os, "fsync", full)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(tiny), "--data", "fake", "--budget", "20k", "--epochs", "1",
+                                       "--run-dir", str(run), "--quiet", "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: {run / 'config.json'}: cannot write it (no space left on the device)\n"
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
