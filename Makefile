@@ -49,4 +49,4 @@ test: setup
 	$(PY) -m pytest -q -n 2
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out runs
+	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out runs fuzz-failures
