@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # torch and torchvision are pinned to the builds that lie on this project's machines.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test bench clean graphviz
+.PHONY: setup demo test bench bench-parse fuzz clean graphviz
 
 setup: $(STAMP) graphviz
 
@@ -36,8 +36,17 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/bench.py
 
+# a long fuzzing campaign of the front end and code generator: make fuzz MINUTES=240
+MINUTES ?= 60
+fuzz: setup
+	$(PY) -m tests.fuzz --minutes $(MINUTES)
+
+# parse time against file size (parsing is linear)
+bench-parse: setup
+	$(PY) benchmarks/bench_parse.py
+
 test: setup
 	$(PY) -m pytest -q -n 2
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out runs
+	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out runs fuzz-failures

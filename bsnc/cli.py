@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -31,10 +32,48 @@ class _ReportedError(click.ClickException):
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        from bsnc.errors import Interrupted
+        from bsnc.files import describe
+
+        _tolerant_streams()
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a full or closed stdout fails here, not at exit
+            return result
         except BsncError as exc:
             raise _ReportedError(exc) from None
+        except KeyboardInterrupt:
+            raise _ReportedError(Interrupted("interrupted")) from None
+        except BrokenPipeError:
+            _silence_stdout()  # `bsnc ... | head`: the reader has what it wanted
+            sys.exit(1)
+        except OSError as exc:
+            if exc.filename is None:  # a write to stdout or stderr
+                _silence_stdout()
+                raise _ReportedError(BsncError(f"cannot write the output ({describe(exc)})")) from None
+            raise _ReportedError(BsncError(f"{exc.filename}: {describe(exc)}")) from None
+
+
+def _tolerant_streams() -> None:
+    """A terminal that cannot show a character (PYTHONIOENCODING=ascii) or a file name that is
+    not UTF-8 gets an escape sequence instead of a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _parse_defines(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -124,7 +163,7 @@ def fmt(files: tuple[Path, ...], check_only: bool, write: bool) -> None:
         canonical = format_file(parse(text, shown))
         if check_only:
             if canonical != text:
-                click.echo(f"{shown}: not in canonical form; run `bsnc fmt -w {shown}`", err=True)
+                click.echo(f"{shown}: not in canonical form; run `bsnc fmt -w {shlex.quote(shown)}`", err=True)
                 unformatted += 1
             else:
                 click.echo(f"{shown}: canonical")
@@ -256,10 +295,14 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 
     import tomllib
 
+    from bsnc.files import read_regular
+
     try:
-        text = value.read_text(encoding="utf-8")
+        text = read_regular(value, 1024 * 1024, str(value)).decode("utf-8")
         data = tomllib.loads(text) if value.suffix == ".toml" else json.loads(text)
-    except (OSError, ValueError) as exc:
+    except BsncError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    except (OSError, ValueError, RecursionError) as exc:
         raise click.BadParameter(f"{value}: cannot read it as {'TOML' if value.suffix == '.toml' else 'JSON'} ({exc})",
                                  ctx=ctx, param=param) from None
     if not isinstance(data, dict):
@@ -418,8 +461,9 @@ def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, ke
     bsn = next((p for p in result.files if p.suffix == ".bsn"), None)
     weights = next((p for p in result.files if p.suffix == ".pt"), None)
     if pruned is not None and bsn is not None and weights is not None:
-        click.echo(f"use it: model = bsnc.load('{bsn}'); "
-                   f"model.load_state_dict(torch.load('{weights}', weights_only=True))")
+        # Python code: the paths go in as repr() literals, never pasted
+        click.echo(f"use it: model = bsnc.load({str(bsn)!r}); "
+                   f"model.load_state_dict(torch.load({str(weights)!r}, weights_only=True))")
 
 
 @main.command()
@@ -483,6 +527,9 @@ def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[
     logits = state["model"].get("gate_logits")
     if logits is None:
         raise BsncError(f"{checkpoint} holds no edge probabilities: its network has no stochastic edge")
+    if tuple(logits.shape) != (len(network.stochastic_edges),):
+        raise BsncError(f"{checkpoint}: damaged checkpoint: {tuple(logits.shape)} edge logits for the "
+                        f"{len(network.stochastic_edges)} stochastic edges of {network.name}")
     gamma = torch.sigmoid(logits.float()).tolist()
     return {e.key: g for e, g in zip(network.stochastic_edges, gamma)}
 

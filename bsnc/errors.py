@@ -33,7 +33,7 @@ def source_line(name: str, line: int) -> str | None:
     text = _SOURCES.get(name)
     if text is None:
         return None
-    lines = text.splitlines()
+    lines = text.split("\n")  # as the lexer counts lines: a form feed or CR is not a line break
     if 1 <= line <= len(lines):
         return lines[line - 1]
     return "" if line == len(lines) + 1 else None
@@ -74,14 +74,18 @@ class SourceError(BsncError):
 def _render_located(kind: str, message: str, span: Span | None) -> str:
     if span is None:
         return f"{kind}: {message}"
-    head = f"{span.file}:{span.line}:{span.column}: {kind}: {message}"
+    file = "".join(c if c.isprintable() else repr(c)[1:-1] for c in span.file)
+    head = f"{file}:{span.line}:{span.column}: {kind}: {message}"
     line = source_line(span.file, span.line)
     if line is None:
         return head
     gutter = f"{span.line:>4} | "
     width = span.end_column - span.column if span.end_line == span.line else len(line) - span.column + 1
     caret = " " * (len(gutter) - 2) + "| " + " " * (span.column - 1) + "^" * max(1, width)
-    return f"{head}\n{gutter}{line.expandtabs(1)}\n{caret}"
+    # one '?' per control character: the caret stays aligned, and a quoted line cannot send
+    # escape sequences to the terminal
+    shown = "".join(c if c.isprintable() or c == "\t" else "?" for c in line.rstrip("\r"))
+    return f"{head}\n{gutter}{shown.expandtabs(1)}\n{caret}"
 
 
 class UsageError(BsncError):
@@ -109,3 +113,9 @@ class NoArchitectureError(BsncError):
     its result is no usable model. Exit status 3."""
 
     exit_code = 3
+
+
+class Interrupted(BsncError):
+    """The user pressed Ctrl-C; the CLI exits with status 130 (128 + SIGINT), as shells expect."""
+
+    exit_code = 130

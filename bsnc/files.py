@@ -1,27 +1,129 @@
-"""Writing files so that nothing half-written is ever left on disk."""
+"""Reading and writing files safely: nothing half-written is ever left on disk, no special file
+is read, and every failure is a BsncError naming the file."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+from bsnc.errors import BsncError
+
+# atomic_open's temporary files: ".NAME.XXXXXXXX.tmp" (mkstemp's 8 random characters)
+_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+STAGING_PREFIX = ".bsnc-staging-"
+
+
+class FileTooLarge(BsncError):
+    def __init__(self, shown: str, size: int, limit: int):
+        super().__init__(f"{shown}: file is {size:,} bytes or more; the limit is {limit:,}")
+        self.size = size
+        self.limit = limit
+
+
+class OutputError(BsncError):
+    """A file or directory bsnc was asked to write cannot be written."""
+
+
+def describe(exc: OSError) -> str:
+    """An OSError in words, without Python's repr: 'No space left on device'."""
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device"
+    return (exc.strerror or str(exc)).rstrip(".")
+
+
+def read_regular(path: str | Path, limit: int, shown: str | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    A FIFO, a device (/dev/zero) or a directory is refused without reading it (a FIFO is opened
+    non-blocking, so it cannot hang), and no more than ``limit + 1`` bytes are ever read."""
+    shown = shown if shown is not None else str(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise BsncError(f"{shown}: cannot read it ({describe(exc)})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BsncError(f"{shown}: not a regular file ({_kind(info.st_mode)}); expected a file")
+        if info.st_size > limit:
+            raise FileTooLarge(shown, info.st_size, limit)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:  # the file grew while being read
+            raise FileTooLarge(shown, size, limit)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise BsncError(f"{shown}: cannot read it ({describe(exc)})") from None
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _target(path: Path) -> Path:
+    """Where writing ``path`` lands: a symbolic link's target, so that the link stays a link."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the usual mode
+    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds.
+
+    An existing file keeps its permissions, a symbolic link keeps pointing at the rewritten
+    file, and a read-only file is refused. An OSError becomes an OutputError naming ``path``."""
+    shown = str(path)
+    path = _target(Path(path))
     try:
+        existing = path.stat() if path.exists() else None
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            raise OutputError(f"{shown}: cannot write it (it is a directory)")
+        if existing is not None and not os.access(path, os.W_OK):
+            raise OutputError(f"{shown}: cannot write it (the file is read-only)")
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            fd, tmp = -1, ""  # a device or FIFO (/dev/stdout, /dev/null) is written, never replaced
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{shown}: cannot write it ({describe(exc)})") from None
+    if fd < 0:
+        try:
+            with open(path, mode, encoding=None if "b" in mode else encoding) as handle:
+                yield handle
+        except OSError as exc:
+            raise OutputError(f"{shown}: cannot write it ({describe(exc)})") from None
+        return
+    try:
+        # mkstemp makes 0600; a new file gets the usual mode, a rewritten one keeps its own
+        os.chmod(tmp, stat.S_IMODE(existing.st_mode) if existing is not None else 0o666 & ~_umask())
         binary = "b" in mode
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"{shown}: cannot write it ({describe(exc)})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -41,3 +143,67 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_open(path, "wb") as handle:
         handle.write(data)
+
+
+def remove_leftovers(directory: str | Path) -> list[Path]:
+    """Remove what an interrupted bsnc left in ``directory``: atomic_open's temporary files and
+    staging directories. Returns what was removed."""
+    directory = Path(directory)
+    removed: list[Path] = []
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif _TEMP.match(entry.name) and entry.is_file() and not entry.is_symlink():
+                entry.unlink()
+            else:
+                continue
+        except OSError:
+            continue
+        removed.append(entry)
+    return removed
+
+
+def staging_directory(target: str | Path) -> Path:
+    """A new, empty directory beside ``target`` in which to build what will replace it."""
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}.", dir=target.parent))
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write there ({describe(exc)})") from None
+
+
+def replace_directory(staging: Path, target: Path) -> None:
+    """Put the directory ``staging`` in place of ``target`` as one step: a reader (or a kill) sees
+    the old set of files or the new one, never a mixture. Uses Linux's renameat2(RENAME_EXCHANGE);
+    elsewhere the old directory is first renamed aside, so at worst ``target`` is briefly absent
+    while the old set survives in a staging directory that the next run removes."""
+    try:
+        if not target.exists():
+            os.rename(staging, target)
+            return
+        if _exchange(staging, target):
+            shutil.rmtree(staging, ignore_errors=True)  # now the old set
+            return
+        old = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}.old.", dir=target.parent))
+        os.rename(target, old / "x")
+        os.rename(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot replace it ({describe(exc)})") from None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    try:
+        import ctypes
+
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0

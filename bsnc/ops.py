@@ -371,6 +371,15 @@ def quote(value: str) -> str:
     return f'"{escaped}"'
 
 
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (newline, carriage return, other control
+    characters, line separators, undecodable bytes of a file name) escaped as Python writes it,
+    so that text put in a comment of generated `.bsn` or Python can never start a new line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def bsn_repr(value: Any) -> str:
     """A value as `.bsn` text writes it: true, "text", 3, 0.5."""
     if isinstance(value, bool):

@@ -128,7 +128,7 @@ def _only_safe_calls(source: str) -> None:
             assert name not in banned, pyast.unparse(node)
 
 
-@pytest.mark.parametrize("bsn", ["names.bsn", "long_names.bsn", "collisions.bsn"])
+@pytest.mark.parametrize("bsn", ["names.bsn", "long_names.bsn", "collisions.bsn", "post_collisions.bsn"])
 def test_hostile_names_compile_to_code_that_only_builds_the_network(bsn, tmp_path, monkeypatch):
     PWNED.unlink(missing_ok=True)
     network = load_network(HOSTILE / bsn)

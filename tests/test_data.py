@@ -474,3 +474,19 @@ def test_check_compatible_without_parameters_says_what_the_network_must_be():
         check_compatible(_info("digits"), network)
     assert str(err.value) == ("dataset digits gives [1, 8, 8] inputs and 10 classes, but network tiny takes [64]; "
                               "it must take [1, 8, 8]")
+
+
+@pytest.mark.parametrize("damage", [b"", b"not an image at all", "truncated"])
+def test_partlabels_corrupt_image_is_an_error_naming_it(tmp_path, damage):
+    from bsnc.errors import BsncError
+
+    _write_partlabels(tmp_path)
+    splits = load_data("partlabels", tmp_path, seed=0, augment=False)
+    image = next((tmp_path / "lfw_funneled").rglob("*.jpg"))
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 3] if damage == "truncated" else damage)
+    datasets = [splits.train, splits.val, splits.test]
+    with pytest.raises(BsncError, match=rf"--data partlabels: {image}: cannot read this image"):
+        for dataset in datasets:
+            for i in range(len(dataset)):
+                dataset[i]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -177,3 +178,57 @@ def test_draw_with_the_probabilities_of_a_run(tmp_path):
         assert f"{edge.key}: " in dot and f"γ={g:.3f}" in dot  # each edge's learned probability is drawn
     other = CliRunner().invoke(main, args[:-6] + ["-D", "C=8", "--probs", str(run), "-o", str(tmp_path / "e")])
     assert other.exit_code == 1 and "draw with the same overrides" in other.output
+
+
+def test_export_twice_is_byte_identical_and_never_names_its_staging_directory(tmp_path, monkeypatch):
+    program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 2, "C": 4, "size": 8})
+    state = module.state_dict()
+    draw = shutil.which("neato") is not None  # the diagram too, when Graphviz is there
+    export(network, program, state, tmp_path / "a", draw_diagram=draw)
+    monkeypatch.chdir(tmp_path)  # another working directory, another output directory
+    export(network, program, state, tmp_path / "b", draw_diagram=draw)
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(["cnf_pruned.bsn", "cnf_pruned.pt", "cnf_pruned.py"] + (["cnf.dot", "cnf.png", "cnf.svg"]
+                                                                                   if draw else []))
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    code = (tmp_path / "a" / "cnf_pruned.py").read_text()
+    assert "staging" not in code and "from 'cnf_pruned.bsn'" in code
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_export_replaces_its_directory_as_a_set(tmp_path, monkeypatch):
+    from bsnc.export import exporter
+
+    program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 2, "C": 4, "size": 8})
+    out = tmp_path / "out"
+    export(network, program, module.state_dict(), out, draw_diagram=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    # a kill while the new set is written (here: the .py fails) leaves the old set whole
+    def broken(_network):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(exporter, "generate", broken)
+    with pytest.raises(KeyboardInterrupt):
+        export(network, program, module.state_dict(), out, meta={"cost": "params"}, draw_diagram=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_export_refuses_a_directory_of_other_files(tmp_path):
+    program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 2, "C": 4, "size": 8})
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(BsncError, match="holds files that export did not write"):
+        export(network, program, module.state_dict(), tmp_path, draw_diagram=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_export_header_escapes_control_characters(tmp_path):
+    program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 2, "C": 4, "size": 8})
+    meta = {"cost": "latency:evil\nnetwork x() {}\r.json", "budget_text": "1\x0bms", "mask": "m\u2028.json"}
+    export(network, program, module.state_dict(), tmp_path / "o", meta=meta, draw_diagram=False)
+    text = (tmp_path / "o" / "cnf_pruned.bsn").read_text()
+    assert "latency:evil\\nnetwork x() {}\\r.json" in text and "1\\x0bms" in text and "m\\u2028.json" in text
+    assert len(load_program(tmp_path / "o" / "cnf_pruned.bsn").root.tree.items) > 1
+    assert all(line.startswith(("#", "", " ", "}", "network", "module")) for line in text.split("\n"))

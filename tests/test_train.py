@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from click.testing import CliRunner
 
 from bsnc.cli import main
+from bsnc.errors import Interrupted
 from bsnc.search.checkpoint import load_checkpoint
 from bsnc.search.train import TrainConfig, Trainer, train
 from tests.helpers import FABRICS
@@ -131,8 +132,10 @@ def test_resumed_run_ends_with_exactly_the_metrics_of_an_uninterrupted_one(tiny,
         return original(self, epoch, phase)
 
     monkeypatch.setattr(Trainer, "train_epoch", stop_at_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    # Ctrl-C: bsnc's own error (exit status 130 in the CLI), naming the resumable checkpoint
+    with pytest.raises(Interrupted, match=r"interrupted; the last good checkpoint is .*ckpt.pt \(epoch 2\)"):
         train(_config(tiny, stopped, epochs=4))
+    (stopped / ".ckpt.pt.abcd1234.tmp").write_bytes(b"half a checkpoint")  # as a kill mid-write leaves
     monkeypatch.setattr(Trainer, "train_epoch", original)
     assert len(_metrics(stopped)) == 2
     train(_config(tiny, stopped, epochs=4, resume=True))
@@ -141,6 +144,7 @@ def test_resumed_run_ends_with_exactly_the_metrics_of_an_uninterrupted_one(tiny,
         return [{k: v for k, v in r.items() if k != "time"} for r in rows]
 
     assert without_time(_metrics(stopped)) == without_time(_metrics(full))
+    assert not list(stopped.glob(".*.tmp")), "the resume removes what an interrupted write left"
     a, b = load_checkpoint(full / "ckpt.pt"), load_checkpoint(stopped / "ckpt.pt")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
@@ -163,7 +167,7 @@ def test_resume_refuses_another_source_or_other_overrides(tiny, tmp_path):
     (["--data", "nope"], "--data nope: unknown dataset 'nope'"),
     (["--budget", "0"], "--budget 0: the budget must be greater than 0"),
     (["--budget", "12ms"], "--budget 12ms: the flops cost is a count"),
-    (["--lambda", "-1"], "--lambda -1.0: lambda must be >= 0"),
+    (["--lambda", "-1"], "--lambda -1.0: expected a number >= 0"),
     (["--cost", "distributed:n=0"], "n must be at least 1"),
     (["--resume"], "holds no ckpt.pt to resume from"),
     (["--data", "cifar10"], "--data-dir"),
@@ -213,8 +217,36 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tiny, 
     monkeypatch.setattr(training, "_task_loss", poisoned)
     with pytest.raises(training.BsncError, match=r"at epoch 2, step 2") as info:
         train(_config(tiny, run, epochs=3))
-    assert "last good checkpoint" in str(info.value)
+    assert f"the last good checkpoint is {run / 'ckpt.pt'} (epoch 1)" in str(info.value)
     assert load_checkpoint(run / "ckpt.pt")["epoch"] == 0
+
+    # in the first epoch there is no checkpoint yet: the message must not name one
+    calls["n"] = 7
+    first = tmp_path / "first"
+    with pytest.raises(training.BsncError, match=r"at epoch 1, step 3") as info:
+        train(_config(tiny, first, epochs=3))
+    assert "no checkpoint was written yet" in str(info.value) and not (first / "ckpt.pt").exists()
+
+
+def test_ctrl_c_exits_130_after_a_resumable_checkpoint(tiny, tmp_path, monkeypatch):
+    original = Trainer.train_epoch
+
+    def interrupted(self, epoch, phase):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch, phase)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    run = tmp_path / "run"
+    args = ["train", str(tiny), "--data", "fake", "--budget", "20k", "--epochs", "2", "--batch-size", "32",
+            "--run-dir", str(run), "--device", "cpu", "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130, result.output
+    assert f"error: interrupted; the last good checkpoint is {run / 'ckpt.pt'} (epoch 1)" in result.stderr
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    resumed = CliRunner().invoke(main, args + ["--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert [r["epoch"] for r in _metrics(run)] == [1, 2]
 
 
 def test_config_file_sets_defaults_that_flags_override(tiny, tmp_path):
@@ -327,3 +359,20 @@ def test_resume_with_more_epochs_extends_a_finished_run_with_a_stretched_schedul
     assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 4
     with pytest.raises(Exception, match="--epochs 3: .* has already trained 4 epochs"):
         train(_config(tiny, run, epochs=3, lr=0.08, resume=True))
+
+
+def test_training_on_a_full_disk_is_an_error_naming_the_file(tiny, tmp_path, monkeypatch):
+    import errno
+
+    import bsnc.files
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bsnc.files.os, "fsync", full)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(tiny), "--data", "fake", "--budget", "20k", "--epochs", "1",
+                                       "--run-dir", str(run), "--quiet", "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: {run / 'config.json'}: cannot write it (no space left on the device)\n"
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]

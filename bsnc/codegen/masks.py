@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 
 from bsnc.errors import UsageError
-from bsnc.files import atomic_write_text
+from bsnc.files import atomic_write_text, read_regular
 from bsnc.ir import Network
+
+MAX_JSON_BYTES = 64 * 1024 * 1024
 
 
 def load_mask(path: str | Path, network: Network) -> torch.Tensor:
@@ -17,10 +19,8 @@ def load_mask(path: str | Path, network: Network) -> torch.Tensor:
     named; fixed edges may be omitted (they follow connectivity) but not switched off."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"--mask {path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(read_regular(path, MAX_JSON_BYTES, f"--mask {path}").decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise UsageError(f"--mask {path}: not valid JSON ({exc})") from None
     edges = data.get("edges") if isinstance(data, dict) else None
     if not isinstance(edges, dict):

@@ -19,6 +19,7 @@ RESERVED = frozenset(
     | set(dir(builtins))
     | set(dir(nn.ModuleDict))
     | set(dir(nn.Module))
+    | set(vars(nn.ModuleDict()))  # instance attributes too: `training`, `_modules`, ...
     | {"self", "torch", "nn", "runtime", "plan", "edges", "post"}
     | {"GlobalAvgPool", "PadChannels"}  # helper classes generated code embeds (bsnc.nn)
 )

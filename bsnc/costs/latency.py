@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import statistics
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from torch import nn
 
 from bsnc.costs.base import Additive
 from bsnc.errors import BsncError, UsageError
-from bsnc.files import atomic_write_text
+from bsnc.files import atomic_write_text, read_regular
 from bsnc.ir import Edge, Network
 
 FORMAT = "bsnc-latency-table/1"
@@ -93,11 +94,12 @@ class LatencyTable:
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
         path = Path(path)
-        if not path.is_file():
-            raise UsageError(f"latency table {path}: no such file; make one with `bsnc latency-table FILE -o {path}`")
+        if not path.exists():
+            raise UsageError(f"latency table {path}: no such file; make one with "
+                             f"`bsnc latency-table FILE -o {shlex.quote(str(path))}`")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = json.loads(read_regular(path, 64 * 1024 * 1024, f"latency table {path}").decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise UsageError(f"latency table {path}: not valid JSON ({exc})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise UsageError(f"latency table {path}: not a bsnc latency table (expected \"format\": \"{FORMAT}\")")
@@ -150,7 +152,8 @@ class LatencyCost(Additive):
             raise UsageError(
                 f"latency table {path} has no timing for {len(missing)} of the {len(network.edges)} edges of "
                 f"{network.name} (e.g. {missing[0].signature()}): it was made for another fabric or another "
-                f"version of it; run `bsnc latency-table {network.source or 'FILE'} -o {path}` to add them"
+                f"version of it; run `bsnc latency-table {shlex.quote(network.source or 'FILE')} -o {shlex.quote(path)}` "
+                "to add them"
             )
         super().__init__(network, [table.entries[e.signature()] for e in network.edges])
         self.name = f"latency:{spec}"

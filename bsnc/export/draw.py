@@ -45,8 +45,9 @@ from pathlib import Path
 
 import graphviz
 
+from bsnc import numeric
 from bsnc.errors import BsncError, display_path
-from bsnc.files import atomic_write_text
+from bsnc.files import OutputError, atomic_write_text, describe
 from bsnc.ir import Edge, Layer, Network
 from bsnc.lang.summary import human
 
@@ -641,12 +642,16 @@ def draw(
     format (PNG at 110 dpi); each file is written beside its target and renamed over it. Without
     Graphviz only the ``.dot`` file is written and ``dot_missing`` is set (the caller says so).
     ``gammas``, ``title``, ``threshold`` and ``kept`` are those of `diagram_source`."""
+    numeric.real("--keep-threshold", threshold, 0, 1, min_open=True, max_open=True)
     out_base = Path(out_base)
     if out_base.suffix in (".dot", ".svg", ".png"):
         out_base = out_base.with_suffix("")  # `-o cnf.png` means the base name cnf
     source = diagram_source(network, gammas=gammas, title=title, threshold=threshold, kept=kept)
     dot_path = out_base.parent / f"{out_base.name}.dot"
-    dot_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dot_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{dot_path.parent}: cannot create the directory ({describe(exc)})") from None
     atomic_write_text(dot_path, source)
     neato = _grid(network) is not None
     binary = shutil.which("neato" if neato else "dot")
@@ -661,9 +666,13 @@ def draw(
 
 
 def _render(binary: str, flags: list[str], dot_path: Path, target: Path, fmt: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write it ({describe(exc)})") from None
     os.close(fd)
-    command = [binary, *flags, f"-T{fmt}", "-o", tmp, str(dot_path)]
+    # Absolute paths start with '/': a user's path (`-o -o/x`) can never read as an option.
+    command = [binary, *flags, f"-T{fmt}", "-o", os.path.abspath(tmp), os.path.abspath(dot_path)]
     if fmt in ("png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"):
         command.insert(1, f"-Gdpi={PNG_DPI}")
     try:

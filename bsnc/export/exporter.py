@@ -3,28 +3,30 @@ their own: a static `.bsn` file, its weights, a plain PyTorch module and a diagr
 
 from __future__ import annotations
 
-import datetime
 import io
+import math
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bsnc import numeric
 from bsnc.codegen.architecture import active_edges, kept_proposal, prune
 from bsnc.codegen.generate import generate
 from bsnc.codegen.loader import compile_network
+from bsnc.costs.memory import check_fits
 from bsnc.costs.registry import parse_cost
 from bsnc.errors import BsncError, UsageError, display_path
+from bsnc.files import OutputError, remove_leftovers, replace_directory, staging_directory
 from bsnc.ir import Layer, Network, OpCall, ResolvedCall
 from bsnc.lang import ast
 from bsnc.lang.formatter import format_file
-from bsnc.lang.frontend import load_network, network_from_program
+from bsnc.lang.frontend import network_from_program, network_from_text
 from bsnc.lang.program import Program, load_program
-from bsnc.ops import REGISTRY, REQUIRED
-from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
+from bsnc.ops import REGISTRY, REQUIRED, printable
+from bsnc.search.checkpoint import find_checkpoint, load_checkpoint, load_weights
 
 
 @dataclass
@@ -108,7 +110,7 @@ def pruned_source(network: Network, pruned: Network, program: Program, header: l
     """Canonical `.bsn` text of the pruned network: every edge fixed, parameters resolved,
     used module types copied in, so the file stands on its own."""
     called = sorted({c.name for e in pruned.edges for c in e.calls if c.name not in REGISTRY})
-    items: list[ast.Stmt] = [ast.Comment(f"# {line}".rstrip()) for line in header]
+    items: list[ast.Stmt] = [ast.Comment(f"# {printable(line)}".rstrip()) for line in header]
     definitions = _used_modules(program, called)
     if definitions:
         items.append(ast.Blank())
@@ -138,9 +140,11 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
            proposal: torch.Tensor | None = None, threshold: float = 0.5, meta: dict[str, Any] | None = None,
            draw_diagram: bool = True) -> ExportResult:
     """Write NAME_pruned.bsn, NAME_pruned.pt, NAME_pruned.py and the diagram into ``out_dir``."""
+    numeric.real("--keep-threshold", threshold, 0, 1, min_open=True, max_open=True)
     meta = dict(meta or {})
+    check_fits(network, torch.device("cpu"))
     super_module = compile_network(network)()
-    super_module.load_state_dict(state)
+    load_weights(super_module, state, meta.get("checkpoint", "the checkpoint"), f"network {network.name}")
     gammas: dict[str, float] = {}
     if network.stochastic_edges:
         theta = super_module.gate_logits.detach()
@@ -167,18 +171,18 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     for key in ("val_acc", "test_acc"):
         if meta.get(key) is not None:
             header.append(f"{key.replace('_acc', ' accuracy')} {meta[key] * 100:.2f}%")
-    header.append(f"exported {datetime.date.today().isoformat()}")
 
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".bsnc-export-", dir=out_dir))
-    except OSError as exc:
-        raise UsageError(f"-o {out_dir}: cannot write there ({exc.strerror})") from None
+    _check_own_directory(out_dir)
+    remove_leftovers(out_dir.parent)  # staging directories of an interrupted export
+    staging = staging_directory(out_dir)
     result = ExportResult(out_dir=out_dir, active=active, pruned=pruned)
     try:
-        bsn_path = staging / f"{name}_pruned.bsn"
-        bsn_path.write_text(pruned_source(network, pruned, program, header), encoding="utf-8")
-        reloaded = load_network(bsn_path)
+        bsn_name = f"{name}_pruned.bsn"
+        text = pruned_source(network, pruned, program, header)
+        (staging / bsn_name).write_text(text, encoding="utf-8")
+        # named by its final file name, so that the .py never names the staging directory and two
+        # exports of one run are byte-identical wherever they are written
+        reloaded = network_from_text(text, name=bsn_name)
         pruned_module = compile_network(reloaded)()
         _copy_weights(super_module, pruned_module)
         buffer = io.BytesIO()
@@ -194,13 +198,29 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
             drawn = draw(network, staging / name, gammas=gammas or None, title=title, threshold=threshold,
                          kept=active.tolist())
             result.dot_missing = drawn.dot_missing
-        for item in sorted(staging.iterdir()):
-            target = out_dir / item.name
-            item.replace(target)
-            result.files.append(target)
+        names = sorted(item.name for item in staging.iterdir())
+        replace_directory(staging, out_dir)
+        result.files = [out_dir / n for n in names]
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write the export ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
+
+
+_OWN_SUFFIXES = (".bsn", ".pt", ".py", ".dot", ".svg", ".png")
+
+
+def _check_own_directory(out_dir: Path) -> None:
+    """Export replaces its directory as a whole; refuse one that holds files it did not write."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: not a directory; export writes a directory of files")
+    if not out_dir.is_dir():
+        return
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.suffix not in _OWN_SUFFIXES or p.is_dir())
+    if foreign:
+        raise OutputError(f"{out_dir} holds files that export did not write (e.g. {foreign[0]!r}); export "
+                          "replaces its output directory as a whole: choose a new or empty directory")
 
 
 def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: float,
@@ -231,11 +251,12 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
     meta = {
         "cost": state.get("cost"),
         "budget_text": config.get("budget"),
-        "val_acc": last.get("val_acc"),
-        "test_acc": last.get("test_acc"),
+        "val_acc": _fraction(last.get("val_acc")),
+        "test_acc": _fraction(last.get("test_acc")),
     }
     if mask is not None:
         meta["mask"] = str(mask)
+    meta["checkpoint"] = display_path(checkpoint)
     target = out_dir if out_dir is not None else Path(checkpoint).parent / "export"
     if target == checkpoint.parent / "export" and checkpoint.parent.name == "pareto":
         target = checkpoint.parent.parent / "export"
@@ -300,3 +321,10 @@ def _check_budget(network: Network, state: dict[str, Any], proposal: torch.Tenso
         raise BsncError(f"{display_path(checkpoint)}: the architecture to export costs {shown}; "
                         "pass --allow-over-budget to export it anyway, or export a point within budget "
                         "(--pick best)")
+
+
+def _fraction(value: Any) -> float | None:
+    """An accuracy recorded in a checkpoint, or None when it is missing or not a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None

@@ -4,12 +4,14 @@ cycle, every layer on an input-to-output path, and shapes that agree along every
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import networkx as nx
 
 from bsnc.errors import Note, SourceError, Span, did_you_mean
 from bsnc.ir import Edge, Layer, Network, canonical_order, order_edges
 from bsnc.lang.expand import Flat
+from bsnc.lang.limits import MAX_PARAMETERS, MAX_TENSOR_ELEMENTS
 from bsnc.ops import REGISTRY, Shape, ShapeError, format_shape
 
 
@@ -37,6 +39,7 @@ def build_network(flat: Flat, source: str = "", source_hash: str = "", file_span
     order = canonical_order(graph)
     rank = {name: i for i, name in enumerate(order)}
     edges = [_infer_shapes(e, layers) for e in order_edges(flat.edges, rank)]
+    _check_parameters(edges)
     for layer in flat.layers:
         _check_post(layer)
     for edge in edges:
@@ -104,6 +107,10 @@ def _infer_shapes(edge: Edge, layers: dict[str, Layer]) -> Edge:
         except ShapeError as exc:
             notes = [Note("in this primitive of a module type", op.span)] if op.span != op.site else []
             raise SourceError(f"edge '{edge.key}': {exc}", op.site, notes) from None
+        if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+            raise SourceError(f"edge '{edge.key}': {op.prim} makes a tensor of {format_shape(shape)}, "
+                              f"{math.prod(shape):,} elements per example; the limit is {MAX_TENSOR_ELEMENTS:,}",
+                              op.site)
         shapes.append(shape)
     expected = layers[edge.dst].shape
     if shape != expected:
@@ -114,6 +121,17 @@ def _infer_shapes(edge: Edge, layers: dict[str, Layer]) -> Edge:
             [Note(f"'{edge.dst}' declared here", layers[edge.dst].span)],
         )
     return dataclasses.replace(edge, shapes=tuple(shapes))
+
+
+def _check_parameters(edges: list[Edge]) -> None:
+    """Refuse a super network whose weights alone are beyond any machine (counted in Python ints)."""
+    total = 0
+    for edge in edges:
+        total += edge.param_count()
+        if total > MAX_PARAMETERS:
+            raise SourceError(f"the super network has more than {MAX_PARAMETERS:,} parameters "
+                              f"({MAX_PARAMETERS * 4 // 2**30} GiB in float32) by edge '{edge.key}'; "
+                              "make it smaller", edge.span)
 
 
 def _check_post(layer: Layer) -> None:

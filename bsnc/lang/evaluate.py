@@ -9,11 +9,10 @@ from typing import Any, Callable, Mapping
 
 from bsnc.errors import SourceError, did_you_mean
 from bsnc.lang import ast
+from bsnc.lang.limits import MAX_INT
 from bsnc.ops import bsn_repr, type_name
 
 Value = int | float | bool | str
-
-MAX_INT = 2**63 - 1
 
 
 class Scope:
@@ -193,9 +192,11 @@ def _binop(expr: ast.BinOp, scope: Scope) -> Value:
 
 def _power(a: Value, b: Value, expr: ast.BinOp) -> Value:
     if _is_int(a) and _is_int(b) and b >= 0:
-        if abs(a) > 1 and b * math.log2(abs(a)) > 63:
+        # |a| >= 2**(bit_length - 1): refuse without computing what is surely too large; the
+        # rest is at most 2**126 and is checked exactly
+        if abs(a) > 1 and (abs(a).bit_length() - 1) * b > 63:
             raise SourceError(f"integer out of range: {a} ** {b} exceeds 2**63 - 1", expr.span)
-        return a**b
+        return _checked(a**b, expr)
     if a == 0 and b < 0:
         raise SourceError("division by zero in '**'", expr.span)
     try:

@@ -11,13 +11,19 @@ from bsnc.errors import Note, SourceError, Span, UsageError, did_you_mean
 from bsnc.ir import Edge, Layer, OpCall, ResolvedCall
 from bsnc.lang import ast
 from bsnc.lang.evaluate import Scope, Value, evaluate
+from bsnc.lang.limits import (
+    MAX_ARGUMENT,
+    MAX_EDGES,
+    MAX_INT,
+    MAX_ITERATIONS,
+    MAX_LAYERS,
+    MAX_MODULE_DEPTH,
+    MAX_OPS_PER_EDGE,
+    MAX_TENSOR_ELEMENTS,
+)
 from bsnc.lang.program import Program
 from bsnc.ops import REGISTRY, REQUIRED, bsn_repr, check_value, type_name
 
-MAX_EDGES = 1_000_000
-MAX_LAYERS = 1_000_000
-MAX_ITERATIONS = 10_000_000
-MAX_MODULE_DEPTH = 32
 AGGREGATIONS = ("sum", "mean")
 PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
 
@@ -108,6 +114,8 @@ def _coerce_param(p: NetworkParam, value: Value, span: Span | None) -> Value:
         return float(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise SourceError(f"parameter '{p.name}' must be a finite number, got {value!r}", span)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise SourceError(f"parameter '{p.name}' is out of range: the limit is ±(2**63 - 1)", span)
     if type(value) is not p.type:
         raise SourceError(
             f"parameter '{p.name}' is {p.type.__name__}, got {type_name(value)} {bsn_repr(value)}", span
@@ -126,10 +134,16 @@ def parse_override(param: NetworkParam, text: str) -> Value:
             return False
         raise UsageError(f"{where}: parameter '{param.name}' is bool; expected true or false")
     if param.type is int:
+        digits = text.strip().replace("_", "")
+        if len(digits.lstrip("+-")) > 19:  # refuse before Python converts a huge number
+            raise UsageError(f"{where}: parameter '{param.name}' is int; the limit is ±(2**63 - 1)")
         try:
-            return int(text.replace("_", ""), 10)
+            value = int(digits, 10)
         except ValueError:
             raise UsageError(f"{where}: parameter '{param.name}' is int; expected a whole number") from None
+        if abs(value) > MAX_INT:
+            raise UsageError(f"{where}: parameter '{param.name}' is int; the limit is ±(2**63 - 1)")
+        return value
     if param.type is float:
         try:
             value = float(text)
@@ -185,6 +199,7 @@ class _Expander:
         self.edge_spans: dict[str, Span | None] = {}
         self.iterations = 0
         self.modules_used: dict[str, None] = {}
+        self.op_count = 0  # primitives of the module expression being expanded
 
     def run(self, body: tuple[ast.Stmt, ...], scope: Scope) -> None:
         self.block(body, scope.child())
@@ -266,6 +281,9 @@ class _Expander:
         for expr, dim in zip(decl.shape, shape):
             if dim < 1:
                 raise SourceError(f"a shape dimension must be >= 1, got {dim}", expr.span)
+        if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+            raise SourceError(f"layer '{name}' has {math.prod(shape):,} elements per example; the limit is "
+                              f"{MAX_TENSOR_ELEMENTS:,}", decl.name.span)
         aggregate = decl.aggregate or "sum"
         if aggregate not in AGGREGATIONS:
             raise SourceError(f"unknown aggregation '{aggregate}'; expected one of {', '.join(AGGREGATIONS)}", decl.span)
@@ -313,6 +331,7 @@ class _Expander:
     def ops(self, mod: ast.ModExpr, scope: Scope) -> tuple[tuple[OpCall, ...], tuple[ResolvedCall, ...]]:
         ops: list[OpCall] = []
         calls: list[ResolvedCall] = []
+        self.op_count = 0
         for call in mod.calls:
             resolved = self.call(call, scope, site=call.span, stack=())
             ops.extend(resolved[0])
@@ -324,6 +343,10 @@ class _Expander:
         if prim is not None:
             given = self.match_args(call, [a.name for a in prim.args], prim.name, scope)
             args = self.bind_primitive(call, given)
+            self.op_count += 1
+            if self.op_count > MAX_OPS_PER_EDGE:
+                raise SourceError(f"module expression unrolls to more than {MAX_OPS_PER_EDGE:,} primitives",
+                                  site, [Note("through this module type", call.span)] if site != call.span else [])
             op = OpCall(prim.name, args, span=call.span, site=site)
             return [op], ResolvedCall(call.name, _as_written(given))
         if call.name not in self.program.modules:
@@ -356,6 +379,9 @@ class _Expander:
                 problem = check_value(prim, spec, value)
                 if problem:
                     raise SourceError(problem, span)
+                if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ARGUMENT:
+                    raise SourceError(f"argument '{spec.name}' of {prim.name} is {value:,}; the limit is "
+                                      f"{MAX_ARGUMENT:,}", span)
                 if spec.type is float and isinstance(value, int):
                     value = float(value)
             elif spec.default is REQUIRED:

@@ -6,6 +6,7 @@ deeply a file nests; nesting limits are checked here instead, with located error
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import math
@@ -17,11 +18,9 @@ import lark
 from lark import Lark, Token, Transformer, v_args
 
 from bsnc.errors import Note, SourceError, Span, register_source
-from bsnc.lang import ast
-
-MAX_EXPR_DEPTH = 100
-MAX_BLOCK_DEPTH = 32
-MAX_SOURCE_BYTES = 16 * 1024 * 1024
+from bsnc.files import FileTooLarge, read_regular
+from bsnc.lang import ast, limits
+from bsnc.lang.limits import MAX_BLOCK_DEPTH, MAX_EXPR_DEPTH, MAX_SOURCE_BYTES
 
 _TERMINAL_NAMES = {
     "NAME": "a name",
@@ -42,13 +41,13 @@ def _lark() -> Lark:
 
 
 def read_source(path: Path, shown_as: str) -> str:
-    """The file's text, refusing what is not UTF-8 with the position of the first bad byte."""
-    data = path.read_bytes()
-    if len(data) > MAX_SOURCE_BYTES:
-        raise SourceError(
-            f"file is {len(data):,} bytes; the limit is {MAX_SOURCE_BYTES:,}",
-            Span(shown_as, 1, 1, 1, 2),
-        )
+    """The file's text, refusing what is not UTF-8 with the position of the first bad byte, and
+    what is not a regular file or is over the size limit without reading it."""
+    try:
+        data = read_regular(path, MAX_SOURCE_BYTES, shown_as)
+    except FileTooLarge as exc:
+        raise SourceError(f"file is {exc.size:,} bytes or more; the limit is {MAX_SOURCE_BYTES:,}",
+                          Span(shown_as, 1, 1, 1, 2)) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -68,6 +67,7 @@ def read_source(path: Path, shown_as: str) -> str:
 def parse(text: str, file: str = "<string>") -> ast.File:
     """Parse `.bsn` text into a File node; ``file`` is the name spans and errors show."""
     register_source(file, text)
+    limits.scan(text, file)
     builder = _TreeBuilder(file)
     try:
         tree = _lark().parse(text)
@@ -502,24 +502,35 @@ def _attach_comments(items: list[ast.Stmt], comments: list[Token], file: str) ->
 
 
 def _place(stmts: Sequence[ast.Stmt], comments: list[Token], first: int, last: int, file: str) -> tuple[ast.Stmt, ...]:
-    mine = [c for c in comments if first <= c.line <= last]
+    # comments are sorted by line: each range below is found by bisection, so a block of n
+    # statements and m comments costs O((n + m) log m), not O(n * m)
+    lines = [c.line for c in comments]
+    mine = comments[bisect.bisect_left(lines, first) : bisect.bisect_right(lines, last)]
+    lines = [c.line for c in mine]
+
+    def after(line: int | None) -> int:
+        return 0 if line is None else bisect.bisect_right(lines, line)
+
     out: list[ast.Stmt] = []
     prev_end: int | None = None
     for index, stmt in enumerate(stmts):
         span = stmt.span
         assert span is not None
         next_line = stmts[index + 1].span.line if index + 1 < len(stmts) and stmts[index + 1].span else None
-        before = [c for c in mine if c.line < span.line and (prev_end is None or c.line > prev_end)]
+        before = mine[after(prev_end) : max(after(prev_end), bisect.bisect_left(lines, span.line))]
         for c in before:
             _add_gap(out, prev_end, c.line)
             out.append(ast.Comment(str(c), span=Span(file, c.line, c.column, c.line, c.column + len(c))))
             prev_end = c.line
         _add_gap(out, prev_end, span.line)
         # a comment on a line shared with the next statement belongs to that one
-        inside = [c for c in mine if span.line <= c.line <= span.end_line and (next_line is None or c.line < next_line)]
+        stop = bisect.bisect_right(lines, span.end_line)
+        if next_line is not None:
+            stop = min(stop, bisect.bisect_left(lines, next_line))
+        inside = mine[bisect.bisect_left(lines, span.line) : stop]
         out.append(_with_comments(stmt, inside, file))
         prev_end = span.end_line if next_line is None or next_line > span.end_line else span.end_line - 1
-    trailing = [c for c in mine if prev_end is None or c.line > prev_end]
+    trailing = mine[after(prev_end) :]
     for c in trailing:
         _add_gap(out, prev_end, c.line)
         out.append(ast.Comment(str(c), span=Span(file, c.line, c.column, c.line, c.column + len(c))))

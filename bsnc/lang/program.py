@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bsnc.errors import BsncError, Note, SourceError, display_path
 from bsnc.lang import ast
+from bsnc.lang.limits import MAX_IMPORT_DEPTH
 from bsnc.lang.parser import parse, read_source
 from bsnc.ops import REGISTRY
-
-MAX_IMPORT_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Program:
 def load_program(path: str | Path) -> Program:
     """Parse ``path`` and everything it imports; refuses a file without exactly one network."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise BsncError(f"{path}: no such file")
     shown = display_path(path)
     root = _load_unit(path, shown)
@@ -120,7 +120,16 @@ def _import(program: Program, unit: Unit, item: ast.Import, stack: list[Path]) -
         raise SourceError(f"imports nested more than {MAX_IMPORT_DEPTH} deep", item.span)
     if any(u.path.resolve() == target for u in program.units):
         return  # already loaded through another import
-    if not target.is_file():
+    if target.suffix != ".bsn":
+        raise SourceError(f"cannot import \"{item.path}\": only .bsn files can be imported", item.span)
+    if not target.exists():
         raise SourceError(f"cannot import \"{item.path}\": no file {display_path(target)}", item.span)
-    imported = _load_unit(target, display_path(target))
+    shown = display_path(target)
+    try:
+        imported = _load_unit(target, shown)
+    except SourceError as exc:
+        # Say where, but never quote the text: an import must not disclose a file that is not .bsn.
+        where = f" at line {exc.span.line}, column {exc.span.column}" if exc.span is not None else ""
+        raise SourceError(f"cannot import \"{item.path}\": {shown} is not valid .bsn text{where}; "
+                          f"`bsnc fmt {shlex.quote(shown)}` shows the problem", item.span) from None
     _add_unit(program, imported, stack + [target])

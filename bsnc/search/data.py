@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from bsnc.errors import BsncError, UsageError
+from bsnc.files import read_regular
 from bsnc.ir import Network
 
 Shape = tuple[int, ...]
@@ -383,13 +384,10 @@ class PartLabels(Dataset):
         return len(self.entries)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from PIL import Image
 
         image_path, label_path = _partlabels_paths(self.root, *self.entries[i])
-        with Image.open(image_path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-        with Image.open(label_path) as im:
-            label = partlabels_classes(np.asarray(im.convert("RGB")))
+        rgb = _read_rgb(image_path)
+        label = partlabels_classes(_read_rgb(label_path))
         h, w = rgb.shape[:2]
         if label.shape != (h, w) or h > PARTLABELS_SIZE or w > PARTLABELS_SIZE:
             raise BsncError(f"partlabels: {image_path} is {w}x{h} and {label_path} is "
@@ -404,10 +402,24 @@ class PartLabels(Dataset):
         return x, y
 
 
+def _read_rgb(path: Path) -> np.ndarray:
+    """An image file as ``[H, W, 3]`` uint8; a missing, truncated, corrupt or oversized (a
+    decompression bomb) file is a BsncError naming it, not a PIL traceback mid-epoch."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise BsncError(f"--data partlabels: {path}: cannot read this image ({detail})") from None
+
+
 def _read_split_list(root: Path, file: str) -> list[tuple[str, int]]:
     path = root / file
     entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    text = read_regular(path, 64 * 1024 * 1024, f"--data partlabels: {path}").decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
             continue

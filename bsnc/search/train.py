@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,19 +22,21 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from bsnc import numeric
 from bsnc.codegen.architecture import kept_edges
 from bsnc.codegen.loader import compile_network
 from bsnc.codegen.runtime import Architecture
 from bsnc.costs.base import Cost
 from bsnc.costs.cheapest import cheapest_consistent
+from bsnc.costs.memory import check_fits
 from bsnc.costs.registry import parse_cost
-from bsnc.errors import BsncError, UsageError
-from bsnc.files import atomic_write_text
+from bsnc.errors import BsncError, Interrupted, UsageError
+from bsnc.files import atomic_write_text, remove_leftovers
 from bsnc.ir import Network
 from bsnc.lang.frontend import network_from_program
 from bsnc.lang.program import Program, load_program
 from bsnc.search import reward as rewards
-from bsnc.search.checkpoint import load_checkpoint, save_checkpoint
+from bsnc.search.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from bsnc.search.gates import ENTROPY_WEIGHT, PATH_LR, gate_entropy, gate_optimizer
 from bsnc.search.reward import BUDGET_USE, IDLE_PENALTY
 from bsnc.search.selection import ParetoFront, Point, point_file
@@ -182,6 +185,13 @@ def _task_loss(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def validate_config(config: TrainConfig) -> None:
+    # NaN and infinities first: every comparison below is false for a NaN
+    numeric.real("--lambda", config.lam, 0)
+    numeric.real("--lr", config.lr, 0, min_open=True)
+    numeric.real("--path-lr", config.path_lr, 0)
+    numeric.real("--inconsistent-penalty", config.inconsistent_penalty, 0)
+    numeric.whole("--batch-size", config.batch_size, 1, numeric.MAX_BATCH_SIZE)
+    numeric.whole("--seed", config.seed, 0, numeric.MAX_SEED)
     if config.lam < 0:
         raise UsageError(f"--lambda {config.lam}: lambda must be >= 0")
     if config.penalty not in ("hinge", "abs"):
@@ -200,6 +210,8 @@ def parse_budget(cost: Cost, text: str | None) -> float | None:
     if text is None:
         return None
     value = cost.parse_budget(text)
+    if not math.isfinite(value):
+        raise UsageError(f"--budget {text}: expected a finite budget")
     if not value > 0:
         raise UsageError(f"--budget {text}: the budget must be greater than 0")
     return value
@@ -227,6 +239,7 @@ class Trainer:
                              f"(its full {self.cost.name} cost is {self.cost.format(self.cost.full())})")
         self.device = _resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = _Distributed(self.device)
+        check_fits(self.network, self.device, config.batch_size, training=True)
         self.run_dir = Path(config.run_dir)
         self._check_run_dir()
 
@@ -294,6 +307,7 @@ class Trainer:
             probe.unlink()
         except OSError as exc:
             raise UsageError(f"--run-dir {self.run_dir}: cannot write there ({exc.strerror})") from None
+        remove_leftovers(self.run_dir)  # temporary files of a write that was interrupted
 
     def _identity(self) -> dict[str, Any]:
         return {"source_hash": self.program.source_hash(), "defines": dict(self.config.defines),
@@ -335,23 +349,29 @@ class Trainer:
             listing = ", ".join(f"{k} {then.get(k)!r} -> {now[k]!r}" for k in changed)
             raise UsageError(f"--resume: {self.run_dir} was trained with other settings ({listing}); "
                              "pass the same options or start a new --run-dir")
-        self.core.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.gate_optimizer is not None and state.get("gate_optimizer") is not None:
-            self.gate_optimizer.load_state_dict(state["gate_optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        done = int(state["epoch"]) + 1
-        if self.config.epochs < done:
-            raise UsageError(f"--epochs {self.config.epochs}: {self.run_dir} has already trained {done} epochs; "
-                             f"pass --epochs {done} or more to resume it")
-        # the weights' schedule of an --epochs N run, from the epoch reached (stretched when N changed)
-        for group, base, rule in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
-            group["lr"] = base * rule(self.scheduler.last_epoch)
-        self.scaler.load_state_dict(state["scaler"])
-        self.best_val = float(state["best_val"])
-        self.front = ParetoFront.from_json(state.get("pareto", []))
-        self.start_epoch = int(state["epoch"]) + 1
-        self.history = [EpochMetrics(**{"consistent": True, **m}) for m in state["history"]]
+        path = self.run_dir / "ckpt.pt"
+        load_weights(self.core, state["model"], path, f"network {self.network.name}")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.gate_optimizer is not None and state.get("gate_optimizer") is not None:
+                self.gate_optimizer.load_state_dict(state["gate_optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            done = int(state["epoch"]) + 1
+            if self.config.epochs < done:
+                raise UsageError(f"--epochs {self.config.epochs}: {self.run_dir} has already trained {done} epochs; "
+                                 f"pass --epochs {done} or more to resume it")
+            # the weights' schedule of an --epochs N run, from the epoch reached (stretched when N changed)
+            for group, base, rule in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                         self.scheduler.lr_lambdas):
+                group["lr"] = base * rule(self.scheduler.last_epoch)
+            self.scaler.load_state_dict(state["scaler"])
+            self.best_val = float(state["best_val"])
+            self.front = ParetoFront.from_json(state.get("pareto", []))
+            self.start_epoch = done
+            self.history = [EpochMetrics(**{"consistent": True, **m}) for m in state["history"]]
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            raise BsncError(f"{path}: damaged checkpoint: cannot restore the training state "
+                            f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
 
     def _write_config(self) -> None:
         data = {
@@ -429,9 +449,8 @@ class Trainer:
                     loss = loss + (adv.detach() * arch.log_prob).mean()
                     loss = loss + self.entropy_weight(epoch) * gate_entropy(self.core.gate_logits)
             if not torch.isfinite(loss):
-                raise BsncError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                                f"stopped; the last good checkpoint is {self.run_dir / 'ckpt.pt'} "
-                                "(try a lower --lr or --path-lr)")
+                raise BsncError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped; "
+                                f"{self._last_checkpoint()} (try a lower --lr or --path-lr)")
             self.optimizer.zero_grad(set_to_none=True)
             if self.gate_optimizer is not None:
                 self.gate_optimizer.zero_grad(set_to_none=True)
@@ -557,6 +576,14 @@ class Trainer:
         return TrainResult(self.run_dir, self.core, self.network, self.history, test_acc,
                            final.deterministic_cost, self.budget, shipped, self.front)
 
+    def _last_checkpoint(self) -> str:
+        """Which checkpoint a stopped run can go on from, as a sentence: one that exists, or none."""
+        ckpt = self.run_dir / "ckpt.pt"
+        if self.history and ckpt.is_file():
+            return (f"the last good checkpoint is {ckpt} (epoch {self.history[-1].epoch}); continue it with "
+                    "--resume or export it")
+        return "no checkpoint was written yet (the first is written at the end of epoch 1)"
+
     def summary_line(self, m: EpochMetrics) -> str:
         cost = f"{self.cost.name} {self.cost.format(m.deterministic_cost)}"
         if self.budget is not None:
@@ -573,5 +600,10 @@ class Trainer:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    return Trainer(config).run()
+    trainer = Trainer(config)
+    try:
+        return trainer.run()
+    except KeyboardInterrupt:
+        # checkpoints are written atomically: the last one is whole, whatever the moment of Ctrl-C
+        raise Interrupted(f"interrupted; {trainer._last_checkpoint()}") from None
 

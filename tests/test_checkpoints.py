@@ -1,0 +1,123 @@
+"""Checkpoints with the right format but the wrong content: resume, export and draw --probs all
+refuse them with bsnc's words, never a traceback (issue 12)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bsnc.cli import main
+from bsnc.search.train import TrainConfig, train
+
+TINY = """network tiny(C: int = 4) {
+    input x : [3, 8, 8]
+    layer a : [C, 8, 8] post relu
+    output y : [10]
+    x -> a : conv(C)
+    fixed x -> a as skip : conv(C, k=1)
+    a -> y : global_avgpool >> linear(10)
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("ckpt")
+    source = root / "tiny.bsn"
+    source.write_text(TINY)
+    run = root / "run"
+    train(TrainConfig(file=str(source), data="fake", budget="1M", epochs=1, batch_size=32, device="cpu",
+                      run_dir=str(run), progress=False))
+    return source, run, torch.load(run / "ckpt.pt", weights_only=True)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/bsnc_checkpoint_pwned",))
+
+
+def _without(key: str) -> Callable[[dict], dict]:
+    return lambda s: {k: v for k, v in s.items() if k != key}
+
+
+def _wrong_shape(s: dict) -> dict:
+    model = dict(s["model"])
+    name = next(k for k in model if k.endswith("weight"))
+    model[name] = torch.zeros(3, 3)
+    return {**s, "model": model}
+
+
+def _logits(s: dict) -> dict:
+    return {**s, "model": {**s["model"], "gate_logits": torch.zeros(7)}}
+
+
+# damage -> (how to make it, the message of each command that must refuse it)
+DAMAGES: dict[str, tuple[Callable[[dict], dict], dict[str, str]]] = {
+    "no model": (_without("model"), dict.fromkeys(("resume", "export", "draw"), "it has no 'model' entry")),
+    "model a list": (lambda s: {**s, "model": [1, 2]},
+                     dict.fromkeys(("resume", "export", "draw"), "its 'model' entry is a list")),
+    "weight a string": (lambda s: {**s, "model": {**s["model"], "gate_logits": "x"}},
+                        dict.fromkeys(("resume", "export", "draw"), "weight 'gate_logits' is not a tensor")),
+    "wrong shape": (_wrong_shape, dict.fromkeys(("resume", "export"), "its weights do not fit network tiny")),
+    "history of strings": (lambda s: {**s, "history": ["a"]},
+                           dict.fromkeys(("resume", "export", "draw"), "history is not a list of epoch records")),
+    "epoch a string": (lambda s: {**s, "epoch": "3"},
+                       dict.fromkeys(("resume", "export", "draw"), "its 'epoch' entry is a str")),
+    "logits of another size": (_logits, {"resume": "its weights do not fit network tiny",
+                                         "export": "its weights do not fit network tiny",
+                                         "draw": "(7,) edge logits for the 2 stochastic edges of tiny"}),
+}
+
+
+def _write(run: Path, state: Any) -> None:
+    for name in ("ckpt.pt", "best.pt"):
+        (run / name).unlink(missing_ok=True)
+    torch.save(state, run / "ckpt.pt")
+
+
+def _commands(source: Path, run: Path, out: Path) -> dict[str, list[str]]:
+    return {
+        "resume": ["train", str(source), "--data", "fake", "--budget", "1M", "--epochs", "1", "--batch-size", "32",
+                   "--device", "cpu", "--run-dir", str(run), "--quiet", "--resume"],
+        "export": ["export", str(run), "--prune", "-o", str(out)],
+        "draw": ["draw", str(source), "--probs", str(run), "-o", str(out / "d")],
+    }
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=list(DAMAGES))
+def test_damaged_checkpoint_is_refused_everywhere(trained, tmp_path: Path, damage: str) -> None:
+    source, run, state = trained
+    copy = tmp_path / "run"
+    copy.mkdir()
+    (copy / "config.json").write_bytes((run / "config.json").read_bytes())
+    make, expected = DAMAGES[damage]
+    _write(copy, make(state))
+    for name, args in _commands(source, copy, tmp_path / "out").items():
+        if name not in expected:
+            continue
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, (name, result.output, result.exception)
+        assert result.stderr.startswith("error: "), (name, result.output)
+        assert expected[name] in result.stderr, (name, result.stderr)
+        assert "Traceback" not in result.output
+
+
+def test_unsafe_checkpoint_is_explained_in_bsncs_words(trained, tmp_path: Path) -> None:
+    source, run, state = trained
+    marker = Path("/tmp/bsnc_checkpoint_pwned")
+    marker.unlink(missing_ok=True)
+    copy = tmp_path / "run"
+    copy.mkdir()
+    torch.save({**state, "evil": _Payload()}, copy / "ckpt.pt", pickle_module=pickle)
+    for name, args in _commands(source, copy, tmp_path / "out").items():
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, (name, result.output)
+        assert "refused: it holds Python objects other than tensors" in result.stderr
+        assert "weights_only" not in result.stderr and "Traceback" not in result.output
+    assert not marker.exists()

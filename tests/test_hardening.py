@@ -1,0 +1,244 @@
+"""No traceback, no injection, nothing half-written: output paths, streams, exports (issue 12)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bsnc.cli import main
+from bsnc.files import atomic_write_text, remove_leftovers
+from bsnc.ops import printable
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = """network t() {
+    input x : [4]
+    output y : [4]
+    x -> y : linear(4)
+}
+"""
+UNFORMATTED = "network t() {\ninput x : [4]\n  output y : [4]\n x -> y : linear(4)\n}\n"
+
+
+def _bsnc(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bsnc", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=120)
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "t.bsn"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.mark.parametrize("command", [
+    ["compile", "{src}", "-o", "{missing}/x.py"],
+    ["latency-table", "{src}", "--samples", "0", "--repeats", "1", "-o", "{missing}/t.json"],
+    ["compile", "{src}", "-o", "{readonly}/x.py"],
+    ["draw", "{src}", "-o", "{readonly}/sub/pic"],
+])
+def test_unwritable_output_paths_are_errors(tmp_path: Path, tiny: Path, command: list[str]) -> None:
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    if "{readonly}" in " ".join(command) and os.access(readonly, os.W_OK):
+        pytest.skip("running as a user that ignores permissions")  # root in a container
+    args = [c.format(src=tiny, missing=tmp_path / "nope", readonly=readonly) for c in command]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "cannot" in result.stderr and "Traceback" not in result.output
+
+
+def test_output_into_missing_directory_names_the_file(tiny: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["compile", str(tiny), "-o", str(tmp_path / "nope" / "x.py")])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {tmp_path / 'nope' / 'x.py'}: cannot write it (No such file or directory)\n"
+
+
+def test_full_stdout_is_an_error_not_a_traceback(tiny: Path) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "bsnc", "check", str(tiny)], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == "error: cannot write the output (no space left on the device)\n"
+
+
+def test_full_disk_is_an_error(tiny: Path) -> None:
+    result = CliRunner().invoke(main, ["compile", str(tiny), "-o", "/dev/full"])
+    assert result.exit_code == 1
+    assert "/dev/full: cannot write it" in result.stderr
+
+
+def test_ascii_terminal_gets_escapes(tmp_path: Path) -> None:
+    source = tmp_path / "résumé.bsn"
+    source.write_text(TINY.replace("x -> y : linear(4)", "x -> y : linear(4)\n    y -> z : relu"))
+    done = _bsnc("check", str(source), env={"PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "undeclared layer 'z'" in done.stderr
+    # print() (the training summary's Γ) goes through the streams the CLI makes tolerant
+    code = "from bsnc.cli import _tolerant_streams; _tolerant_streams(); print('H(\u0393) r\xe9sum\xe9')"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                           env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert shown.returncode == 0 and shown.stdout == b"H(\\u0393) r\\xe9sum\\xe9\n"
+
+
+def test_non_utf8_file_name(tmp_path: Path) -> None:
+    name = os.fsdecode(b"bad\xff.bsn")
+    (tmp_path / name).write_text(TINY)
+    done = subprocess.run([sys.executable, "-m", "bsnc", "compile", name, "-o", "out.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    code = (tmp_path / "out.py").read_text(encoding="utf-8")
+    assert "'bad\\udcff.bsn'" in code  # through repr(), never the raw bytes
+    compile(code, "out.py", "exec")
+
+
+def test_fmt_write_keeps_symlink_and_mode(tmp_path: Path) -> None:
+    target = tmp_path / "real.bsn"
+    target.write_text(UNFORMATTED)
+    target.chmod(0o640)
+    link = tmp_path / "link.bsn"
+    link.symlink_to(target)
+    result = CliRunner().invoke(main, ["fmt", "-w", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text() == TINY
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_fmt_write_refuses_read_only_file(tmp_path: Path) -> None:
+    target = tmp_path / "ro.bsn"
+    target.write_text(UNFORMATTED)
+    target.chmod(0o444)
+    if os.access(target, os.W_OK):
+        pytest.skip("running as a user that ignores permissions")
+    result = CliRunner().invoke(main, ["fmt", "-w", str(target)])
+    assert result.exit_code == 1
+    assert "read-only" in result.stderr
+    assert target.read_text() == UNFORMATTED
+
+
+def test_fmt_check_hint_is_shell_quoted(tmp_path: Path) -> None:
+    target = tmp_path / "a b;rm -rf x.bsn"
+    target.write_text(UNFORMATTED)
+    result = CliRunner().invoke(main, ["fmt", "--check", str(target)])
+    assert result.exit_code == 1
+    assert f"run `bsnc fmt -w '{target}'`" in result.stderr
+
+
+def test_leftover_temporary_files_are_removed(tmp_path: Path) -> None:
+    atomic_write_text(tmp_path / "keep.json", "{}")
+    stale = tmp_path / ".ckpt.pt.abcd1234.tmp"
+    stale.write_text("half")
+    staging = tmp_path / ".bsnc-staging-export.x1y2z3"
+    staging.mkdir()
+    (staging / "a.bsn").write_text("half")
+    other = tmp_path / ".hidden"
+    other.write_text("mine")
+    removed = remove_leftovers(tmp_path)
+    assert sorted(p.name for p in removed) == sorted([stale.name, staging.name])
+    assert (tmp_path / "keep.json").exists() and other.exists()
+
+
+@pytest.mark.parametrize("text", ["a\nimport os", "a\rimport os", "a\x0bb", "a\u2028b", "a\x85b",
+                                  os.fsdecode(b"a\xffb")])
+def test_printable_never_breaks_a_line(text: str) -> None:
+    shown = printable(text)
+    assert shown.isprintable() and len(shown.splitlines()) == 1
+    assert printable("plain/path-1.bsn") == "plain/path-1.bsn"
+
+
+def test_draw_output_is_never_an_option(tiny: Path, tmp_path: Path) -> None:
+    if subprocess.run(["sh", "-c", "command -v dot"], capture_output=True).returncode:
+        pytest.skip("Graphviz is not installed")
+    (tmp_path / "-o").mkdir()
+    result = CliRunner().invoke(main, ["draw", str(tiny), "-o", "-o/pic"], catch_exceptions=False) \
+        if False else None
+    done = _bsnc("draw", str(tiny), "-o", "-o/pic", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "-o" / "pic.svg").stat().st_size > 0
+    assert result is None
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--lambda", "nan", "--lambda nan: expected a finite number"),
+    ("--lambda", "inf", "--lambda inf: expected a finite number"),
+    ("--lr", "nan", "--lr nan: expected a finite number"),
+    ("--path-lr", "nan", "--path-lr nan: expected a finite number"),
+    ("--inconsistent-penalty", "inf", "--inconsistent-penalty inf: expected a finite number"),
+    ("--budget", "1e999", "--budget 1e999: expected a finite budget"),
+    ("--batch-size", "99999999999", "--batch-size 99999999999: expected an integer from 1 to 16,777,216"),
+    ("--seed", "99999999999999999999999", "--seed 99999999999999999999999: expected an integer from 0"),
+    ("--seed", "-1", "--seed -1: expected an integer from 0"),
+])
+def test_numeric_train_options_are_checked(tmp_path: Path, tiny: Path, option: str, value: str, message: str) -> None:
+    args = ["train", str(tiny), "--data", "fake", "--epochs", "1", "--budget", "1k", "--device", "cpu",
+            "--run-dir", str(tmp_path / "run"), "--quiet", option, value]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert f"error: {message}" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_keep_threshold_nan_is_refused(tiny: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["draw", str(tiny), "--keep-threshold", "nan", "-o", str(tmp_path / "d")])
+    assert result.exit_code == 1
+    assert "--keep-threshold nan: expected a finite number" in result.stderr
+
+
+BIG = """network big() {
+    input x : [65536]
+    layer h : [65536]
+    output y : [10]
+    x -> h : linear(65536)
+    fixed x -> h as skip : identity
+    h -> y : linear(10)
+}
+"""
+
+
+def test_network_too_large_for_memory_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bsnc
+    from bsnc.costs import memory
+    from bsnc.errors import BsncError
+
+    source = tmp_path / "big.bsn"
+    source.write_text(BIG)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 8 * 2**30)
+    with pytest.raises(BsncError, match=r"network big does not fit in the memory of cpu: it needs at least 16\.0 GiB "
+                                        r"\(parameters 16\.0 GiB, activations at batch size 0 0 bytes\) and 8\.0 GiB"):
+        bsnc.load(source)
+    result = CliRunner().invoke(main, ["train", str(source), "--data", "fake", "--budget", "1k", "--device", "cpu",
+                                       "--run-dir", str(tmp_path / "run"), "--batch-size", "1024"])
+    assert result.exit_code == 1
+    assert "(parameters, gradients and momentum 48.0 GiB, activations at batch size 1024 1.0 GiB)" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_quoted_source_lines_are_counted_as_the_lexer_counts_and_never_emit_control_characters() -> None:
+    from bsnc.errors import SourceError
+    from bsnc.lang.frontend import network_from_text
+
+    text = "# a\x0cb\r\nnetwork t() {\r\n  input x : [4]\x1b[31m\r\n  output y : [4]\r\n}\r\n"
+    with pytest.raises(SourceError) as info:
+        network_from_text(text, name="ev\nil.bsn")
+    rendered = info.value.render()
+    assert rendered.splitlines() == [
+        "ev\\nil.bsn:3:16: error: unexpected character '\\x1b'",
+        "   3 |   input x : [4]?[31m",
+        "     |                ^",
+    ]
+
+
+def test_config_file_that_is_a_fifo_is_refused(tmp_path: Path, tiny: Path) -> None:
+    fifo = tmp_path / "cfg.toml"
+    os.mkfifo(fifo)
+    result = CliRunner().invoke(main, ["train", str(tiny), "--config", str(fifo)])
+    assert result.exit_code == 2
+    assert "not a regular file (a FIFO)" in result.output
