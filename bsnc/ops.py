@@ -457,10 +457,15 @@ def bsn_repr(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return quote(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(bsn_repr(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        inner = ", ".join(bsn_repr(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
     return repr(value)
 
 
 def type_name(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
-    return {int: "int", float: "float", str: "str"}.get(type(value), type(value).__name__)
+    return {int: "int", float: "float", str: "str", list: "list", tuple: "tuple"}.get(type(value), type(value).__name__)

@@ -78,6 +78,14 @@ def _layer_name(layer: Layer) -> ast.LayerName:
     return ast.LayerName(layer.base, tuple(ast.IntLit(i) for i in layer.indices))
 
 
+def _edge_name(name: str | None) -> ast.LayerName | None:
+    """``op[3]`` back to syntax: a base name and integer indices."""
+    if name is None:
+        return None
+    base, *indices = name.replace("]", "").split("[")
+    return ast.LayerName(base, tuple(ast.IntLit(int(i)) for i in indices))
+
+
 def _layer_decl(layer: Layer) -> ast.LayerDecl:
     post = ast.ModExpr(tuple(_op_call(op) for op in layer.post)) if layer.post else None
     at = (literal(layer.position[0]), literal(layer.position[1])) if layer.position is not None else None
@@ -113,14 +121,14 @@ def pruned_source(network: Network, pruned: Network, program: Program, header: l
     definitions = _used_modules(program, called)
     if definitions:
         items.append(ast.Blank())
-        items.extend(ast.ModuleDef(d.name, d.params, d.body) for d in definitions)
+        items.extend(ast.ModuleDef(d.name, d.params, d.body, d.cost) for d in definitions)
     body: list[ast.Stmt] = [_layer_decl(layer) for layer in pruned.layers]
     body.append(ast.Blank())
     for edge in pruned.edges:
         src = _layer_name(pruned.layer(edge.src))
         dst = _layer_name(pruned.layer(edge.dst))
         module = ast.ModExpr(tuple(_resolved_call(c) for c in edge.calls))
-        body.append(ast.EdgeStmt(True, src, dst, edge.name, module, None))
+        body.append(ast.EdgeStmt(True, src, dst, _edge_name(edge.name), module, None))
     items.append(ast.Blank())
     items.append(ast.NetworkDef(f"{network.name}_pruned", (), tuple(body)))
     return format_file(ast.File(path="", items=tuple(items)))
