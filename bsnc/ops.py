@@ -52,22 +52,33 @@ class ModuleSpec:
     ctor: str
     kwargs: tuple[tuple[str, Any], ...]
 
-    def source(self) -> str:
-        """Constructor call text; keyword arguments equal to torch's defaults are left out."""
+    def source(self, ctor: str | None = None) -> str:
+        """Constructor call text (``ctor`` replaces the constructor's name, e.g. by an import
+        alias); keyword arguments equal to torch's defaults are left out."""
         defaults = _TORCH_DEFAULTS.get(self.ctor, {})
         shown = [(k, v) for k, v in self.kwargs if k not in defaults or defaults[k] != v or type(defaults[k]) is not type(v)]
-        return f"{self.ctor}({', '.join(f'{k}={v!r}' for k, v in shown)})"
+        return f"{ctor or self.ctor}({', '.join(f'{k}={v!r}' for k, v in shown)})"
 
     def build(self) -> Any:
+        import importlib
+
         import torch.nn
 
         from bsnc import nn as helpers
 
         if self.ctor.startswith("nn."):
             cls = getattr(torch.nn, self.ctor[3:])
+        elif self.external:
+            module, _, name = self.ctor.rpartition(".")
+            cls = getattr(importlib.import_module(module), name)
         else:
             cls = getattr(helpers, self.ctor)
         return cls(**dict(self.kwargs))
+
+    @property
+    def external(self) -> bool:
+        """Built from a user's package (``package.module.Class``), not from torch or bsnc."""
+        return "." in self.ctor and not self.ctor.startswith("nn.")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from bsnc import primitives
 from bsnc.codegen.architecture import active_edges, prune
 from bsnc.codegen.generate import generate
 from bsnc.codegen.loader import compile_network
@@ -179,6 +180,10 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     for key in ("val_acc", "test_acc"):
         if meta.get(key) is not None:
             header.append(f"{key.replace('_acc', ' accuracy')} {meta[key] * 100:.2f}%")
+    used = primitives.origins(sorted({op.prim for e in pruned.edges for op in e.ops}
+                                     | {op.prim for layer in pruned.layers for op in layer.post}))
+    if used:
+        header.append(f"user primitives {', '.join(f'{k} ({v})' for k, v in used.items())}")
     header.append(f"exported {datetime.date.today().isoformat()}")
 
     try:
@@ -226,6 +231,7 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
     file = Path(config.get("file", ""))
     if not file.is_file():
         raise BsncError(f"{display_path(checkpoint)} was trained from {file}, which is not there any more")
+    primitives.load(config.get("primitives", []))
     program = load_program(file)
     if program.source_hash() != state.get("source_hash"):
         raise BsncError(f"{display_path(checkpoint)} does not match {file}: the .bsn source changed since training "

@@ -21,6 +21,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from bsnc import primitives
 from bsnc.codegen.loader import compile_network
 from bsnc.costs.base import Cost
 from bsnc.costs.registry import parse_cost
@@ -38,6 +39,7 @@ class TrainConfig:
 
     file: str
     defines: dict[str, str] = field(default_factory=dict)
+    primitives: list[str] = field(default_factory=list)  # --primitives modules, loaded before the file
     data: str = "digits"
     data_dir: str | None = None
     cost: str = "flops"
@@ -67,6 +69,8 @@ class TrainConfig:
         for key in ("resume", "progress", "run_dir", "workers"):
             data.pop(key)
         data["milestones"] = list(self.milestones)
+        if not self.primitives:
+            data.pop("primitives")  # so runs without user primitives read as before they existed
         return data
 
 
@@ -196,6 +200,7 @@ class Trainer:
 
         validate_config(config)
         self.config = config
+        primitives.load(config.primitives)
         self.program = load_program(config.file)
         self.network = network_from_program(self.program, config.defines)
         self.stochastic = bool(self.network.stochastic_edges)
