@@ -158,3 +158,20 @@ def test_readme_table_rows_are_the_measured_figures(name):
         str(len(net.layers)), f"{len(net.edges)} ({len(net.stochastic_edges)})",
         f"{FlopsCost(net).full() / 1e6:,.2f}", f"{ParamsCost(net).full() / 1e6:.2f}", str(steps[0]), str(steps[1]),
     ]
+
+
+def test_module_defaults_see_the_input_shape_and_parameters_shadow_it():
+    net = network_from_text(textwrap.dedent("""\
+        module squeeze(mid=in_channels // 4) = conv(mid, k=1) >> conv(in_channels, k=1)
+        module fixed_width(in_channels) = conv(in_channels, k=1)
+        network t() {
+            input x : [16, 4, 4]
+            layer h : [16, 4, 4]
+            output y : [6, 4, 4]
+            x -> h : squeeze
+            h -> y : fixed_width(6)
+        }
+    """))
+    # in the body, in_channels stays the module's input (16), not the 4 channels after its first stage
+    assert [dict(op.args)["c"] for op in net.edge("x->h").ops] == [4, 16]
+    assert net.edge("h->y").shapes[-1] == (6, 4, 4)
