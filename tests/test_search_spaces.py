@@ -175,3 +175,17 @@ def test_module_defaults_see_the_input_shape_and_parameters_shadow_it():
     # in the body, in_channels stays the module's input (16), not the 4 channels after its first stage
     assert [dict(op.args)["c"] for op in net.edge("x->h").ops] == [4, 16]
     assert net.edge("h->y").shapes[-1] == (6, 4, 4)
+
+
+def test_new_syntax_parses_to_its_nodes():
+    from bsnc.lang import ast
+
+    net = parse("network t() {\n    for (k, e) in [(3, 1), (5,)] { a -> b as op[k][e + 1] : relu }\n"
+                "    let c = if x then (1, 2) else []\n}\n").items[0]
+    loop, let = net.body
+    assert loop.targets == ("k", "e") and loop.unpack and loop.stop is None
+    assert loop.start == ast.ListLit((ast.TupleLit((ast.IntLit(3), ast.IntLit(1))), ast.TupleLit((ast.IntLit(5),))))
+    assert loop.body[0].name == ast.LayerName("op", (ast.Var("k"), ast.BinOp("+", ast.Var("e"), ast.IntLit(1))))
+    assert let.value == ast.Cond(ast.Var("x"), ast.TupleLit((ast.IntLit(1), ast.IntLit(2))), ast.ListLit(()))
+    assert "for (k, e) in [(3, 1), (5,)]" in format_file(parse(format_file(parse(
+        "network t() { for (k, e) in [(3, 1), (5,)] { a -> b : relu } }"))))

@@ -462,6 +462,12 @@ class _TreeBuilder(Transformer):
         return ast.For(targets, start, stop, body, unpack, span=self._span(meta))
 
     def for_target(self, children):
+        seen: set[str] = set()
+        for tok in children:
+            if str(tok) in seen:
+                raise SourceError(f"'{tok}' is unpacked twice in this loop; give each value its own name",
+                                  self._tok_span(tok))
+            seen.add(str(tok))
         return tuple(str(c) for c in children), len(children) > 1
 
     @v_args(meta=True)
