@@ -189,3 +189,18 @@ def test_new_syntax_parses_to_its_nodes():
     assert let.value == ast.Cond(ast.Var("x"), ast.TupleLit((ast.IntLit(1), ast.IntLit(2))), ast.ListLit(()))
     assert "for (k, e) in [(3, 1), (5,)]" in format_file(parse(format_file(parse(
         "network t() { for (k, e) in [(3, 1), (5,)] { a -> b : relu } }"))))
+
+
+def test_in_size_and_len():
+    text = textwrap.dedent("""\
+        module wide() = conv(in_channels * in_size, k=1)
+        network t(h: int = 4) {
+            let ks = [3, 5, 7]
+            input x : [2, h, 4]
+            output y : [len(ks) * 4 * 2, h, 4]
+            x -> y : wide >> conv(len(ks) * 4 * 2, k=1)
+        }
+    """)
+    assert network_from_text(text).edge("x->y").ops[0].kwargs["c"] == 8
+    with pytest.raises(SourceError, match="the map is 5x4, not square; use in_height and in_width"):
+        network_from_text(text, {"h": 5})

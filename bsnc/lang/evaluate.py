@@ -95,6 +95,12 @@ def _to_float(x: Value, node: ast.Node) -> Value:
     raise SourceError(f"float() needs a number, got {type_name(x)} {bsn_repr(x)}", node.span)
 
 
+def _len(x: Value, node: ast.Node) -> Value:
+    if isinstance(x, (list, tuple, str)):
+        return len(x)
+    raise SourceError(f"len() needs a list, a tuple or a string, got {type_name(x)} {bsn_repr(x)}", node.span)
+
+
 def _abs(x: Value, node: ast.Node) -> Value:
     if _is_number(x):
         return abs(x)
@@ -120,6 +126,7 @@ FUNCTIONS: dict[str, tuple[int | None, Callable[..., Value]]] = {
     "int": (1, lambda x, node: _to_int(x, node)),
     "float": (1, lambda x, node: _to_float(x, node)),
     "abs": (1, lambda x, node: _abs(x, node)),
+    "len": (1, lambda x, node: _len(x, node)),
 }
 
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {

@@ -29,7 +29,7 @@ MAX_ITERATIONS = 10_000_000
 MAX_MODULE_DEPTH = 32
 AGGREGATIONS = ("sum", "mean")
 PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
-SHAPE_NAMES = ("in_channels", "in_height", "in_width")  # what a module type knows of its input
+SHAPE_NAMES = ("in_channels", "in_height", "in_width", "in_size")  # what a module type knows of its input
 
 
 @dataclass
@@ -477,13 +477,17 @@ class _Expander:
 
 
 def _shape_scope(shape: Shape | Unavailable) -> Scope:
-    """``in_channels``, ``in_height`` and ``in_width``: the shape a module type receives."""
+    """``in_channels``, ``in_height``, ``in_width`` and ``in_size`` (H of a square map): the
+    shape a module type receives."""
     if isinstance(shape, Unavailable):
         return Scope({name: shape for name in SHAPE_NAMES})
     if len(shape) == 3:
-        return Scope(dict(zip(SHAPE_NAMES, shape)))
+        c, h, w = shape
+        size: Value | Unavailable = h if h == w else Unavailable(
+            f"the map is {h}x{w}, not square; use in_height and in_width")
+        return Scope({"in_channels": c, "in_height": h, "in_width": w, "in_size": size})
     flat = Unavailable(f"the input is a vector {format_shape(shape)}, not a [C, H, W] map")
-    return Scope({"in_channels": shape[0], "in_height": flat, "in_width": flat})
+    return Scope({"in_channels": shape[0], "in_height": flat, "in_width": flat, "in_size": flat})
 
 
 def _shape_after(prim: str, args: tuple[tuple[str, Any], ...], shape: Shape | Unavailable) -> Shape | Unavailable:
