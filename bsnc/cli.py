@@ -167,7 +167,8 @@ def compile_command(file: Path, defines: dict[str, str], output: Path | None) ->
 
     A network with stochastic edges becomes a module that samples one architecture per
     example (it imports torch and bsnc.codegen.runtime); a network whose edges are all fixed becomes a
-    plain module that imports only torch. The output is byte-identical across runs.
+    plain module that imports only torch (and the classes of user primitives, from their packages).
+    The output is byte-identical across runs.
 
     \b
     Example:
