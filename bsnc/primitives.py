@@ -49,6 +49,7 @@ def register(prim: Primitive, origin: str = "") -> Primitive:
 
 
 _scanned: set[tuple[str, ...]] = set()  # sys.path values whose entry points are loaded
+_loaded: set[str] = set()  # --primitives modules already imported and registered
 
 
 def load(specs: Iterable[str] = ()) -> None:
@@ -61,11 +62,19 @@ def load(specs: Iterable[str] = ()) -> None:
     for spec in specs:
         if not is_dotted_path(spec) and not _IDENTIFIER.fullmatch(spec):
             raise UsageError(f"--primitives {spec}: expected a module name such as mypackage.primitives")
+        if spec in _loaded:
+            _register_all(sys.modules.get(spec), f"--primitives {spec}")  # again, after a registry reset
+            continue
+        before = set(REGISTRY)
         try:
             module = importlib.import_module(spec)
         except Exception as exc:
             raise UsageError(f"--primitives {spec}: cannot import module '{spec}': {type(exc).__name__}: {exc}") from None
         _register_all(module, f"--primitives {spec}")
+        if set(REGISTRY) == before and not getattr(module, "PRIMITIVES", None):
+            raise UsageError(f"--primitives {spec}: module '{spec}' registers no primitive; list them in "
+                             "PRIMITIVES or call bsnc.primitives.register")
+        _loaded.add(spec)
 
 
 def _load_entry_points() -> None:

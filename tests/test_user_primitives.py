@@ -43,6 +43,7 @@ def plugins(monkeypatch):
     """tinyattn importable; the registry restored afterwards so no other test sees 'attention'."""
     monkeypatch.syspath_prepend(str(PLUGINS))
     registry, origins, scanned = dict(REGISTRY), dict(primitives._origin), set(primitives._scanned)
+    loaded = set(primitives._loaded)
     yield
     REGISTRY.clear()
     REGISTRY.update(registry)
@@ -50,6 +51,8 @@ def plugins(monkeypatch):
     primitives._origin.update(origins)
     primitives._scanned.clear()
     primitives._scanned.update(scanned)
+    primitives._loaded.clear()
+    primitives._loaded.update(loaded)
 
 
 def test_attention_counts_like_torch(plugins):
@@ -135,6 +138,9 @@ def test_option_errors_name_the_option_and_the_value(plugins, tmp_path):
     assert "Traceback" not in result.output
     result = runner.invoke(main, ["check", str(path), "--primitives", "os; rm"])
     assert result.exit_code == 1 and "expected a module name" in result.stderr
+    result = runner.invoke(main, ["check", str(path), "--primitives", "json"])
+    assert result.exit_code == 1
+    assert "--primitives json: module 'json' registers no primitive" in result.stderr
 
 
 def _prim(name: str, ctor: str, kwargs=()) -> Primitive:
