@@ -93,6 +93,23 @@ def defines_option(fn: Callable) -> Callable:
     )(fn)
 
 
+_PRIMITIVES_HELP = ("Import MODULE (package.module) to register its primitives first. Repeatable. Installed "
+                    "packages' entry points of group bsnc.primitives load by themselves.")
+
+
+def _load_primitives(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    from bsnc import primitives
+
+    primitives.load(values)
+    return values
+
+
+def primitives_option(fn: Callable) -> Callable:
+    """`--primitives MODULE`, loaded as the option is read (the command never sees it)."""
+    return click.option("--primitives", "primitives", multiple=True, metavar="MODULE", expose_value=False,
+                        callback=_load_primitives, help=_PRIMITIVES_HELP)(fn)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="bsnc")
 def main() -> None:
@@ -112,6 +129,7 @@ def main() -> None:
 @main.command()
 @click.argument("file", type=BSN_FILE)
 @defines_option
+@primitives_option
 def check(file: Path, defines: dict[str, str]) -> None:
     """Validate FILE and print a summary of its super network.
 
@@ -182,6 +200,7 @@ def fmt(files: tuple[Path, ...], check_only: bool, write: bool) -> None:
 @main.command("compile")
 @click.argument("file", type=BSN_FILE)
 @defines_option
+@primitives_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Write the module here instead of printing it.")
 def compile_command(file: Path, defines: dict[str, str], output: Path | None) -> None:
@@ -189,7 +208,8 @@ def compile_command(file: Path, defines: dict[str, str], output: Path | None) ->
 
     A network with stochastic edges becomes a module that samples one architecture per
     example (it imports torch and bsnc.codegen.runtime); a network whose edges are all fixed becomes a
-    plain module that imports only torch. The output is byte-identical across runs.
+    plain module that imports only torch (and the classes of user primitives, from their packages).
+    The output is byte-identical across runs.
 
     \b
     Example:
@@ -214,6 +234,7 @@ def compile_command(file: Path, defines: dict[str, str], output: Path | None) ->
 @main.command()
 @click.argument("file", type=BSN_FILE)
 @defines_option
+@primitives_option
 @click.option("--cost", "costs", multiple=True, metavar="NAME",
               help="flops, params, latency:TABLE.json, distributed:n=K, package.module:function or an "
                    "entry point of group bsnc.costs. Repeatable. Default: flops and params.")
@@ -241,6 +262,7 @@ def cost(file: Path, defines: dict[str, str], costs: tuple[str, ...], mask: Path
 @main.command("latency-table")
 @click.argument("file", type=BSN_FILE)
 @defines_option
+@primitives_option
 @click.option("--device", type=click.Choice(["cpu", "cuda", "mps"]), default="cpu", show_default=True,
               help="Device to time the edges on.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("latency.json"),
@@ -324,6 +346,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @main.command()
 @click.argument("file", type=BSN_FILE)
 @defines_option
+@click.option("--primitives", multiple=True, metavar="MODULE", help=_PRIMITIVES_HELP)
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True,
               expose_value=False, callback=_load_config_file,
               help="JSON or TOML file of option values (e.g. epochs = 30); flags override it.")
@@ -368,7 +391,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its ckpt.pt.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data-loading processes.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None, cost: str, budget: str | None,
+def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data: str, data_dir: Path | None, cost: str, budget: str | None,
           lam: float, penalty: str, inconsistent_penalty: float, path_lr: float, entropy_weight: float,
           budget_use: float, idle_penalty: float, epochs: int, warmup_epochs: int, batch_size: int,
           lr: float, device: str, amp: bool, seed: int, run_dir: Path | None, resume: bool,
@@ -393,7 +416,7 @@ def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None,
     if amp and device == "cpu":
         click.echo("note: --amp needs CUDA; training in float32", err=True)
     config = TrainConfig(
-        file=str(file.resolve()), defines=defines, data=data, data_dir=str(data_dir) if data_dir else None, cost=cost,
+        file=str(file.resolve()), defines=defines, primitives=list(primitives), data=data, data_dir=str(data_dir) if data_dir else None, cost=cost,
         budget=budget, lam=lam, penalty=penalty, inconsistent_penalty=inconsistent_penalty, idle_penalty=idle_penalty, entropy_weight=entropy_weight, budget_use=budget_use,
         epochs=epochs,
         warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, path_lr=path_lr, device=device, amp=amp,
@@ -436,7 +459,8 @@ def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, ke
     """Export a trained run as a pruned static network.
 
     Writes NAME_pruned.bsn (the architecture as a static .bsn file), NAME_pruned.pt (its
-    weights), NAME_pruned.py (a plain PyTorch module that needs only torch) and NAME.dot with
+    weights), NAME_pruned.py (a plain PyTorch module that needs only torch, and the packages of
+    any user primitives, named in its first lines) and NAME.dot with
     NAME.svg and NAME.png (a diagram of the super network, kept edges solid). A run directory
     exports best.pt (the best validation accuracy within budget); a run with none is refused
     unless --allow-over-budget (then ckpt.pt, the last epoch). An architecture over the run's
@@ -469,6 +493,7 @@ def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, ke
 @main.command()
 @click.argument("file", type=BSN_FILE)
 @defines_option
+@primitives_option
 @click.option("--probs", type=click.Path(exists=True, path_type=Path), metavar="RUN_DIR_OR_CKPT",
               help="Colour by the edge probabilities of a trained run: kept edges solid, dropped dashed.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),

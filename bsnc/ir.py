@@ -67,6 +67,7 @@ class Edge:
     calls: tuple[ResolvedCall, ...]
     init_prob: float | None
     shapes: tuple[Shape, ...] = ()  # input shape, then the shape after each op
+    extra_macs: int = 0  # charged by `cost N` of the module types the edge uses
     span: Span | None = field(default=None, compare=False, repr=False)
     src_span: Span | None = field(default=None, compare=False, repr=False)
     dst_span: Span | None = field(default=None, compare=False, repr=False)
@@ -82,7 +83,7 @@ class Edge:
         return sum(REGISTRY[op.prim].params(shape, op.kwargs) for op, shape in zip(self.ops, self.shapes))
 
     def macs(self) -> int:
-        return sum(
+        return self.extra_macs + sum(
             REGISTRY[op.prim].macs(self.shapes[i], self.shapes[i + 1], op.kwargs)
             for i, op in enumerate(self.ops)
         )

@@ -52,22 +52,33 @@ class ModuleSpec:
     ctor: str
     kwargs: tuple[tuple[str, Any], ...]
 
-    def source(self) -> str:
-        """Constructor call text; keyword arguments equal to torch's defaults are left out."""
+    def source(self, ctor: str | None = None) -> str:
+        """Constructor call text (``ctor`` replaces the constructor's name, e.g. by an import
+        alias); keyword arguments equal to torch's defaults are left out."""
         defaults = _TORCH_DEFAULTS.get(self.ctor, {})
         shown = [(k, v) for k, v in self.kwargs if k not in defaults or defaults[k] != v or type(defaults[k]) is not type(v)]
-        return f"{self.ctor}({', '.join(f'{k}={v!r}' for k, v in shown)})"
+        return f"{ctor or self.ctor}({', '.join(f'{k}={v!r}' for k, v in shown)})"
 
     def build(self) -> Any:
+        import importlib
+
         import torch.nn
 
         from bsnc import nn as helpers
 
         if self.ctor.startswith("nn."):
             cls = getattr(torch.nn, self.ctor[3:])
+        elif self.external:
+            module, _, name = self.ctor.rpartition(".")
+            cls = getattr(importlib.import_module(module), name)
         else:
             cls = getattr(helpers, self.ctor)
         return cls(**dict(self.kwargs))
+
+    @property
+    def external(self) -> bool:
+        """Built from a user's package (``package.module.Class``), not from torch or bsnc."""
+        return "." in self.ctor and not self.ctor.startswith("nn.")
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,75 @@ _register(Primitive(
     "Rectified linear unit.", "relu",
 ))
 
+_ACTIVATIONS = (
+    ("sigmoid", "nn.Sigmoid", "The logistic function 1 / (1 + exp(-x))."),
+    ("tanh", "nn.Tanh", "The hyperbolic tangent."),
+    ("gelu", "nn.GELU", "The Gaussian error linear unit (exact form)."),
+    ("relu6", "nn.ReLU6", "min(max(0, x), 6): the activation of MobileNetV2."),
+    ("hswish", "nn.Hardswish", "Hard swish x * relu6(x + 3) / 6: the activation of MobileNetV3."),
+    ("hsigmoid", "nn.Hardsigmoid", "Hard sigmoid relu6(x + 3) / 6."),
+)
+
+
+def _activation(ctor: str) -> Callable[[Shape, Args], ModuleSpec]:
+    return lambda i, a: ModuleSpec(ctor, ())
+
+
+for _name, _ctor, _doc in _ACTIVATIONS:
+    _register(Primitive(_name, (), _same_shape, _zero, _zero, _activation(_ctor), _doc, _name))
+
+
+def _zero_shape(shape: Shape, args: Args) -> Shape:
+    s = args["stride"]
+    if len(shape) != 3:
+        if s != 1:
+            raise ShapeError(f"zero with stride={s} needs a [C, H, W] input, got {format_shape(shape)}")
+        return shape
+    c, h, w = shape
+    return (c, -(-h // s), -(-w // s))
+
+
+_register(Primitive(
+    "zero", (ArgSpec("stride", int, 1, minimum=1, doc="spatial subsampling of the zeros' shape"),),
+    _zero_shape, _zero, _zero, lambda i, a: ModuleSpec("Zero", (("stride", a["stride"]),)),
+    "Outputs zeros and costs nothing: the 'none' operation of DARTS.", "zero",
+))
+
+
+def _layernorm_shape(shape: Shape, args: Args) -> Shape:
+    if len(shape) not in (1, 3):
+        raise ShapeError(f"layernorm needs a [C, H, W] or [F] input, got {format_shape(shape)}")
+    return shape
+
+
+_register(Primitive(
+    "layernorm", (), _layernorm_shape, _zero, lambda i, a: 2 * i[0],
+    lambda i, a: ModuleSpec("ChannelLayerNorm", (("channels", i[0]),)),
+    "Layer normalisation over channels, at each position of a map (or over the features of a vector).",
+    "layernorm",
+))
+
+
+def _se_hidden(channels: int, args: Args) -> int:
+    return max(1, channels // args["r"])
+
+
+def _se_shape(shape: Shape, args: Args) -> Shape:
+    _need_map("se", shape)
+    return shape
+
+
+_register(Primitive(
+    "se", (ArgSpec("r", int, 4, minimum=1, doc="reduction: the hidden width is max(1, C // r)"),),
+    _se_shape,
+    lambda i, o, a: 2 * i[0] * _se_hidden(i[0], a),
+    lambda i, a: 2 * i[0] * _se_hidden(i[0], a) + _se_hidden(i[0], a) + i[0],
+    lambda i, a: ModuleSpec("SqueezeExcite", (("channels", i[0]), ("hidden", _se_hidden(i[0], a)))),
+    "Squeeze-and-excitation: channels scaled by sigmoid(linear(relu(linear(global_avgpool(x))))).",
+    "se(r=4)",
+))
+
+
 _register(Primitive(
     "identity", (), _same_shape, _zero, _zero, lambda i, a: ModuleSpec("nn.Identity", ()),
     "Passes its input through unchanged (a skip connection).", "identity",
@@ -291,6 +371,17 @@ def _gap_shape(shape: Shape, args: Args) -> Shape:
 _register(Primitive(
     "global_avgpool", (), _gap_shape, _zero, _zero, lambda i, a: ModuleSpec("GlobalAvgPool", ()),
     "Mean over H and W: [C, H, W] to [C].", "global_avgpool",
+))
+
+
+def _gmp_shape(shape: Shape, args: Args) -> Shape:
+    c, _, _ = _need_map("global_maxpool", shape)
+    return (c,)
+
+
+_register(Primitive(
+    "global_maxpool", (), _gmp_shape, _zero, _zero, lambda i, a: ModuleSpec("GlobalMaxPool", ()),
+    "Maximum over H and W: [C, H, W] to [C].", "global_maxpool",
 ))
 
 
@@ -386,10 +477,15 @@ def bsn_repr(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return quote(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(bsn_repr(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        inner = ", ".join(bsn_repr(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
     return repr(value)
 
 
 def type_name(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
-    return {int: "int", float: "float", str: "str"}.get(type(value), type(value).__name__)
+    return {int: "int", float: "float", str: "str", list: "list", tuple: "tuple"}.get(type(value), type(value).__name__)

@@ -23,6 +23,8 @@ SMALL = {
     "cnf_w8.bsn": {"C": 4, "size": 8},
     "cnf_seg.bsn": {"C": 4, "size": 8, "W": 3},
     "resnet_fabric_n18.bsn": {"width": 2, "size": 8},
+    "proxyless.bsn": {"n": 1, "width": 2, "size": 8},
+    "densenet.bsn": {"L": 2, "growth": 2, "size": 8},
 }
 
 

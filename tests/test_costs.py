@@ -97,6 +97,27 @@ def test_flops_count_one_addition_per_element_per_extra_input():
     assert cost(masks).tolist() == [3 * conv + 2 * elements, conv, 2 * conv + elements]
 
 
+def test_an_edge_through_zero_costs_nothing_not_even_its_addition():
+    network = network_from_text(textwrap.dedent("""
+        network t() {
+            input x : [2, 4, 4]
+            layer a : [3, 4, 4]
+            output y : [3, 4, 4]
+            x -> a as p : conv(3, k=1, bias=false)
+            x -> a as none : conv(3, k=1, bias=false) >> zero
+            x -> a as z : pad_channels(3, stride=1) >> zero
+            a -> y : identity
+        }
+    """))
+    cost = FlopsCost(network)
+    conv = 3 * 16 * 2
+    order = [e.key for e in network.edges]
+    assert order == ["x->a:none", "x->a:p", "x->a:z", "a->y"]
+    masks = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1], [0, 0, 1, 1], [1, 0, 0, 1]], dtype=torch.bool)
+    # the conv before `zero` still runs; the zeros are never added
+    assert cost(masks).tolist() == [2 * conv, conv, 0, conv]
+
+
 def _chain(n: int, name: str = "c") -> str:
     lines = [f"layer {name}{i} : [2]" for i in range(1, n)]
     src = "x"

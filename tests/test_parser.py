@@ -230,7 +230,7 @@ def test_format_is_a_name_everywhere():
 
 def test_for_is_a_keyword_in_statements():
     (stmt,) = body("for i in 0..3 {\n}")
-    assert stmt == ast.For("i", Int(0), Int(3), ())
+    assert stmt == ast.For(("i",), Int(0), Int(3), ())
 
 
 def test_for_cannot_start_an_edge():
@@ -289,13 +289,13 @@ def test_edges():
     )
     assert stmts[0] == ast.EdgeStmt(False, LN("a"), LN("b"), None, ME(MC("relu")), None)
     assert stmts[1] == ast.EdgeStmt(
-        True, LN("a", Int(0)), LN("b", B("+", V("i"), Int(1))), "skip", ME(MC("identity")), None
+        True, LN("a", Int(0)), LN("b", B("+", V("i"), Int(1))), LN("skip"), ME(MC("identity")), None
     )
     assert stmts[2] == ast.EdgeStmt(
         False,
         LN("a"),
         LN("b"),
-        "conv",
+        LN("conv"),
         ME(MC("conv", A(Int(8)), A(Int(1), "k"), A(Int(2), "stride")), MC("bn")),
         ast.FloatLit(0.3),
     )
@@ -391,10 +391,10 @@ def test_nested_for_if_else_if_else():
     )
     assert stmts == (
         ast.For(
-            "l",
+            ("l",),
             Int(0),
             B("-", V("W"), Int(1)),
-            (ast.For("s", Int(0), B("-", V("H"), Int(1)), (inner_if,)),),
+            (ast.For(("s",), Int(0), B("-", V("H"), Int(1)), (inner_if,)),),
         ),
     )
 

@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import functools
 import inspect
+import keyword
+import math
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import jinja2
+from torch import nn
 
 from bsnc import nn as helpers
 from bsnc.codegen.namespace import Namespace, sanitise
 from bsnc.codegen.runtime import DEFAULT_LOGIT, logit
+from bsnc.errors import BsncError
 from bsnc.ir import Edge, Layer, Network
-from bsnc.ops import REGISTRY
+from bsnc.ops import REGISTRY, ModuleSpec
+from bsnc.primitives import is_dotted_path
 from bsnc.version import __version__
 
 
@@ -71,31 +77,70 @@ def _location(span) -> str:
     return f"{name}:{int(span.line)}"
 
 
-def _module_lines(edge: Edge) -> list[str]:
-    return [spec.source() for spec in edge.module_specs()]
+def _module_lines(edge: Edge, aliases: dict[str, str]) -> list[str]:
+    return [spec.source(aliases.get(spec.ctor)) for spec in edge.module_specs()]
 
 
-def _post_source(layer: Layer) -> str | None:
+def _post_source(layer: Layer, aliases: dict[str, str]) -> str | None:
     if not layer.post:
         return None
     specs = []
     shape = layer.shape
     for op in layer.post:
-        specs.append(REGISTRY[op.prim].torch(shape, op.kwargs).source())
+        spec = REGISTRY[op.prim].torch(shape, op.kwargs)
+        specs.append(spec.source(aliases.get(spec.ctor)))
     return specs[0] if len(specs) == 1 else f"nn.Sequential({', '.join(specs)})"
 
 
 def _helper_sources(network: Network) -> list[str]:
     """Source of the bsnc.nn helper classes the network uses, so static code needs only torch."""
-    used: set[str] = set()
-    for edge in network.edges:
-        used.update(spec.ctor for spec in edge.module_specs() if not spec.ctor.startswith("nn."))
-    for layer in network.layers:
-        for op in layer.post:
-            ctor = REGISTRY[op.prim].torch(layer.shape, op.kwargs).ctor
-            if not ctor.startswith("nn."):
-                used.add(ctor)
+    used = {spec.ctor for spec in _all_specs(network) if not spec.ctor.startswith("nn.") and not spec.external}
     return [inspect.getsource(getattr(helpers, name)).rstrip() for name in sorted(used)]
+
+
+def _all_specs(network: Network) -> list[ModuleSpec]:
+    specs = [spec for edge in network.edges for spec in edge.module_specs()]
+    for layer in network.layers:
+        specs.extend(REGISTRY[op.prim].torch(layer.shape, op.kwargs) for op in layer.post)
+    return specs
+
+
+_LITERALS = (bool, int, float, str, type(None))
+
+
+def _is_literal(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return all(_is_literal(v) for v in value)
+    return isinstance(value, _LITERALS) and (not isinstance(value, float) or math.isfinite(value))
+
+
+def _user_imports(network: Network, names: Namespace) -> tuple[dict[str, str], list[str], list[str]]:
+    """The classes of user primitives: an alias for each, their import lines and the packages
+    they come from. Paths are checked to be dotted identifiers; arguments must be literals."""
+    aliases: dict[str, str] = {}
+    for spec in _all_specs(network):
+        if not spec.external:
+            builtin = (hasattr(nn, spec.ctor[3:]) if spec.ctor.startswith("nn.") and spec.ctor[3:].isidentifier()
+                       else isinstance(getattr(helpers, spec.ctor, None), type))
+            if not builtin:
+                raise BsncError(f"module class {spec.ctor!r} is neither torch.nn's, bsnc's, nor a dotted path "
+                                "package.module.Class")
+            continue
+        if not is_dotted_path(spec.ctor):
+            raise BsncError(f"a user primitive's module class {spec.ctor!r} is not a dotted path package.module.Class")
+        for key, value in spec.kwargs:
+            if not (isinstance(key, str) and key.isidentifier() and not keyword.iskeyword(key)) or not _is_literal(value):
+                raise BsncError(f"{spec.ctor}: argument {key!r}={value!r} cannot be written in generated code; "
+                                "use names and int, float, bool, str or None values")
+        aliases.setdefault(spec.ctor, "")
+    lines = []
+    for ctor in sorted(aliases):
+        module, _, cls = ctor.rpartition(".")
+        aliases[ctor] = names.create("import " + ctor, cls)
+        lines.append(f"from {module} import {cls} as {aliases[ctor]}" if aliases[ctor] != cls
+                     else f"from {module} import {cls}")
+    packages = sorted({ctor.partition(".")[0] for ctor in aliases})
+    return aliases, lines, packages
 
 
 def _tuple(items: list[str]) -> str:
@@ -109,6 +154,7 @@ def generate(network: Network) -> str:
     """The Python source of one module class for ``network`` (byte-identical for equal input)."""
     names = Namespace()
     class_name = names.create(network.name)
+    aliases, user_imports, packages = _user_imports(network, names)
     layer_vars = {layer.name: names.create(layer.name) for layer in network.layers}
     edge_names = Namespace()
     edge_ident = {
@@ -127,7 +173,7 @@ def generate(network: Network) -> str:
                 ident=edge_ident[e.key],
                 key=repr(e.key),
                 src_var=layer_vars[e.src],
-                module_lines=_module_lines(e),
+                module_lines=_module_lines(e, aliases),
                 location=_location(e.span),
                 call=(layer_vars[e.src] if all(op.prim == "identity" for op in e.ops)
                       else f"edges.{edge_ident[e.key]}({layer_vars[e.src]})"),
@@ -139,7 +185,7 @@ def generate(network: Network) -> str:
             var=layer_vars[layer.name],
             name=repr(layer.name),
             post_ident=layer_vars[layer.name] if layer.post else None,
-            post_source=_post_source(layer),
+            post_source=_post_source(layer, aliases),
             post_inline=[op.prim for op in layer.post] == ["relu"],
             mean=layer.aggregate == "mean",
             edges=incoming,
@@ -161,6 +207,8 @@ def generate(network: Network) -> str:
         network_name=repr(network.name),
         stochastic=stochastic,
         helpers=_helper_sources(network),
+        user_imports=user_imports,
+        packages=", ".join(packages),
         layers=layers,
         edges=all_edges,
         input_var=layer_vars[network.input],

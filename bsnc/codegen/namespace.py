@@ -9,6 +9,8 @@ import re
 
 from torch import nn
 
+from bsnc import nn as helpers
+
 MAX_IDENTIFIER = 80
 
 # Never handed out: Python's own names, attributes of torch's module classes (a ModuleDict key
@@ -21,7 +23,7 @@ RESERVED = frozenset(
     | set(dir(nn.Module))
     | set(vars(nn.ModuleDict()))  # instance attributes too: `training`, `_modules`, ...
     | {"self", "torch", "nn", "runtime", "plan", "edges", "post"}
-    | {"GlobalAvgPool", "PadChannels"}  # helper classes generated code embeds (bsnc.nn)
+    | {name for name, obj in vars(helpers).items() if isinstance(obj, type)}  # classes generated code embeds
 )
 
 

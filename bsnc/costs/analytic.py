@@ -12,7 +12,7 @@ from bsnc.ir import Network
 
 class FlopsCost(Cost):
     """Multiply-accumulates of conv and linear modules, plus one addition per element for each
-    extra input of a `sum` (or `mean`) aggregation."""
+    extra input of a `sum` (or `mean`) aggregation (an edge through `zero` is not an input)."""
 
     name = "flops"
     unit = ""
@@ -23,6 +23,10 @@ class FlopsCost(Cost):
         dst = torch.tensor([network.layer_index[e.dst] for e in network.edges], dtype=torch.long)
         self.incidence = torch.zeros((len(network.edges), len(network.layers)), dtype=torch.float64)
         self.incidence[torch.arange(len(network.edges)), dst] = 1.0
+        # an edge through `zero` adds nothing to its layer: it causes no addition
+        for i, edge in enumerate(network.edges):
+            if any(op.prim == "zero" for op in edge.ops):
+                self.incidence[i] = 0.0
         self.layer_numel = torch.tensor([float(math.prod(layer.shape)) for layer in network.layers], dtype=torch.float64)
         self.incidence32 = self.incidence.to(torch.float32)
         self.edge_weight = self.edge_macs + self.incidence @ self.layer_numel

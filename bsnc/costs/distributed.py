@@ -27,7 +27,7 @@ class DistributedCost(Cost):
         self.name = f"distributed:n={workers}"
         self.src = torch.tensor([network.layer_index[e.src] for e in network.edges], dtype=torch.long)
         self.dst = torch.tensor([network.layer_index[e.dst] for e in network.edges], dtype=torch.long)
-        self.free = torch.tensor([e.param_count() == 0 for e in network.edges], dtype=torch.bool)
+        self.free = torch.tensor([e.param_count() == 0 and e.extra_macs == 0 for e in network.edges], dtype=torch.bool)
         self.input_index = network.layer_index[network.input]
         self.memo: dict[bytes, float] = {}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from bsnc import numeric
+from bsnc import numeric, primitives
 from bsnc.codegen.architecture import active_edges, kept_proposal, prune
 from bsnc.codegen.generate import generate
 from bsnc.codegen.loader import compile_network
@@ -79,6 +79,14 @@ def _layer_name(layer: Layer) -> ast.LayerName:
     return ast.LayerName(layer.base, tuple(ast.IntLit(i) for i in layer.indices))
 
 
+def _edge_name(name: str | None) -> ast.LayerName | None:
+    """``op[3]`` back to syntax: a base name and integer indices."""
+    if name is None:
+        return None
+    base, *indices = name.replace("]", "").split("[")
+    return ast.LayerName(base, tuple(ast.IntLit(int(i)) for i in indices))
+
+
 def _layer_decl(layer: Layer) -> ast.LayerDecl:
     post = ast.ModExpr(tuple(_op_call(op) for op in layer.post)) if layer.post else None
     at = (literal(layer.position[0]), literal(layer.position[1])) if layer.position is not None else None
@@ -114,14 +122,14 @@ def pruned_source(network: Network, pruned: Network, program: Program, header: l
     definitions = _used_modules(program, called)
     if definitions:
         items.append(ast.Blank())
-        items.extend(ast.ModuleDef(d.name, d.params, d.body) for d in definitions)
+        items.extend(ast.ModuleDef(d.name, d.params, d.body, d.cost) for d in definitions)
     body: list[ast.Stmt] = [_layer_decl(layer) for layer in pruned.layers]
     body.append(ast.Blank())
     for edge in pruned.edges:
         src = _layer_name(pruned.layer(edge.src))
         dst = _layer_name(pruned.layer(edge.dst))
         module = ast.ModExpr(tuple(_resolved_call(c) for c in edge.calls))
-        body.append(ast.EdgeStmt(True, src, dst, edge.name, module, None))
+        body.append(ast.EdgeStmt(True, src, dst, _edge_name(edge.name), module, None))
     items.append(ast.Blank())
     items.append(ast.NetworkDef(f"{network.name}_pruned", (), tuple(body)))
     return format_file(ast.File(path="", items=tuple(items)))
@@ -171,6 +179,10 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     for key in ("val_acc", "test_acc"):
         if meta.get(key) is not None:
             header.append(f"{key.replace('_acc', ' accuracy')} {meta[key] * 100:.2f}%")
+    used = primitives.origins(sorted({op.prim for e in pruned.edges for op in e.ops}
+                                     | {op.prim for layer in pruned.layers for op in layer.post}))
+    if used:
+        header.append(f"user primitives {', '.join(f'{k} ({v})' for k, v in used.items())}")
 
     _check_own_directory(out_dir)
     remove_leftovers(out_dir.parent)  # staging directories of an interrupted export
@@ -236,6 +248,7 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
     file = Path(config.get("file", ""))
     if not file.is_file():
         raise BsncError(f"{display_path(checkpoint)} was trained from {file}, which is not there any more")
+    primitives.load(config.get("primitives", []))
     program = load_program(file)
     if program.source_hash() != state.get("source_hash"):
         raise BsncError(f"{display_path(checkpoint)} does not match {file}: the .bsn source changed since training "

@@ -81,7 +81,30 @@ class Paren(Node):
     expr: Expr
 
 
-Expr = Union[IntLit, FloatLit, StrLit, BoolLit, Var, Call, BinOp, UnaryOp, Paren]
+@dataclass(frozen=True)
+class Cond(Node):
+    """``if cond then a else b``: only the chosen branch is evaluated."""
+
+    cond: Expr
+    then: Expr
+    orelse: Expr
+
+
+@dataclass(frozen=True)
+class ListLit(Node):
+    """``[a, b, c]``: what a `for` loop can run over."""
+
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class TupleLit(Node):
+    """``(a, b)``: a group of values, unpacked by ``for (x, y) in ...``."""
+
+    items: tuple[Expr, ...]
+
+
+Expr = Union[IntLit, FloatLit, StrLit, BoolLit, Var, Call, BinOp, UnaryOp, Paren, Cond, ListLit, TupleLit]
 
 
 # --- module expressions ------------------------------------------------------------------
@@ -148,17 +171,26 @@ class EdgeStmt(Stmt):
     fixed: bool
     src: LayerName
     dst: LayerName
-    name: str | None
+    name: LayerName | None  # `as op` or a computed `as op[k]`
     module: ModExpr
     prob: Expr | None
 
 
 @dataclass(frozen=True)
 class For(Stmt):
-    var: str
+    """``for i in a..b`` (``stop`` set: inclusive integers) or ``for x in LIST`` (``stop`` None:
+    ``start`` is the list); ``unpack`` for ``for (x, y) in ...``, which binds every name of
+    ``targets`` from one tuple."""
+
+    targets: tuple[str, ...]
     start: Expr
-    stop: Expr
+    stop: Expr | None
     body: tuple[Stmt, ...]
+    unpack: bool = False
+
+    @property
+    def var(self) -> str:
+        return ", ".join(self.targets)
 
 
 @dataclass(frozen=True)
@@ -189,6 +221,7 @@ class ModuleDef(Stmt):
     name: str
     params: tuple[Param, ...]
     body: ModExpr
+    cost: Expr | None = None  # `cost N`: multiply-accumulates charged to each use
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import operator
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from bsnc.errors import SourceError, did_you_mean
@@ -12,7 +13,15 @@ from bsnc.lang import ast
 from bsnc.lang.limits import MAX_INT
 from bsnc.ops import bsn_repr, type_name
 
-Value = int | float | bool | str
+Value = int | float | bool | str | list | tuple  # a list or tuple holds values
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A name that exists but has no value here (e.g. ``in_channels`` when the input's shape is
+    not known); using it is an error that says why."""
+
+    reason: str
 
 
 class Scope:
@@ -85,6 +94,12 @@ def _to_float(x: Value, node: ast.Node) -> Value:
     raise SourceError(f"float() needs a number, got {type_name(x)} {bsn_repr(x)}", node.span)
 
 
+def _len(x: Value, node: ast.Node) -> Value:
+    if isinstance(x, (list, tuple, str)):
+        return len(x)
+    raise SourceError(f"len() needs a list, a tuple or a string, got {type_name(x)} {bsn_repr(x)}", node.span)
+
+
 def _abs(x: Value, node: ast.Node) -> Value:
     if _is_number(x):
         return abs(x)
@@ -110,6 +125,7 @@ FUNCTIONS: dict[str, tuple[int | None, Callable[..., Value]]] = {
     "int": (1, lambda x, node: _to_int(x, node)),
     "float": (1, lambda x, node: _to_float(x, node)),
     "abs": (1, lambda x, node: _abs(x, node)),
+    "len": (1, lambda x, node: _len(x, node)),
 }
 
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
@@ -133,6 +149,8 @@ def evaluate(expr: ast.Expr, scope: Scope) -> Value:
         value = scope.lookup(expr.name)
         if value is None:
             raise SourceError(f"undefined name '{expr.name}'{did_you_mean(expr.name, scope.names())}", expr.span)
+        if isinstance(value, Unavailable):
+            raise SourceError(f"'{expr.name}' is not known here: {value.reason}", expr.span)
         return value
     if isinstance(expr, ast.Paren):
         return evaluate(expr.expr, scope)
@@ -147,6 +165,16 @@ def evaluate(expr: ast.Expr, scope: Scope) -> Value:
         return -v if expr.op == "-" else v
     if isinstance(expr, ast.BinOp):
         return _binop(expr, scope)
+    if isinstance(expr, ast.Cond):
+        cond = evaluate(expr.cond, scope)
+        if not isinstance(cond, bool):
+            raise SourceError(f"the condition of `if ... then ... else` must be true or false, "
+                              f"got {type_name(cond)} {bsn_repr(cond)}", expr.cond.span)
+        return evaluate(expr.then if cond else expr.orelse, scope)
+    if isinstance(expr, ast.ListLit):
+        return [evaluate(e, scope) for e in expr.items]
+    if isinstance(expr, ast.TupleLit):
+        return tuple(evaluate(e, scope) for e in expr.items)
     raise TypeError(f"not an expression: {bsn_repr(expr)}")
 
 
@@ -167,7 +195,7 @@ def _binop(expr: ast.BinOp, scope: Scope) -> Value:
     b = evaluate(expr.right, scope)
     if op in _COMPARE:
         comparable = (_is_number(a) and _is_number(b)) or type(a) is type(b)
-        if not comparable or (isinstance(a, bool) and op not in ("==", "!=")):
+        if not comparable or (isinstance(a, (bool, list, tuple)) and op not in ("==", "!=")):
             raise SourceError(f"cannot compare {type_name(a)} {bsn_repr(a)} with {type_name(b)} {bsn_repr(b)} using '{op}'", expr.span)
         return _COMPARE[op](a, b)
     if op == "+" and isinstance(a, str) and isinstance(b, str):

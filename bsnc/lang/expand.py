@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from bsnc.errors import Note, SourceError, Span, UsageError, did_you_mean
 from bsnc.ir import Edge, Layer, OpCall, ResolvedCall
 from bsnc.lang import ast
-from bsnc.lang.evaluate import Scope, Value, evaluate
+from bsnc.lang.evaluate import Scope, Unavailable, Value, evaluate
 from bsnc.lang.limits import (
     MAX_ARGUMENT,
     MAX_EDGES,
@@ -22,10 +22,20 @@ from bsnc.lang.limits import (
     MAX_TENSOR_ELEMENTS,
 )
 from bsnc.lang.program import Program
-from bsnc.ops import REGISTRY, REQUIRED, bsn_repr, check_value, type_name
+from bsnc.ops import (
+    REGISTRY,
+    REQUIRED,
+    Shape,
+    ShapeError,
+    bsn_repr,
+    check_value,
+    format_shape,
+    type_name,
+)
 
 AGGREGATIONS = ("sum", "mean")
 PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
+SHAPE_NAMES = ("in_channels", "in_height", "in_width", "in_size")  # what a module type knows of its input
 
 
 @dataclass
@@ -95,6 +105,9 @@ def _names(params: list[NetworkParam]) -> str:
 
 def _declared_param(p: ast.Param) -> NetworkParam:
     default = evaluate(p.default, Scope()) if p.default is not None else None
+    if isinstance(default, (list, tuple)):
+        raise SourceError(f"parameter '{p.name}' is a {type_name(default)}; a network parameter is "
+                          "int, float, bool or str (use `let` inside the network for a list)", p.default.span)
     if p.type is None:
         if default is None:
             raise SourceError(f"parameter '{p.name}' needs a type or a default, e.g. `{p.name}: int = 1`", p.span)
@@ -187,7 +200,9 @@ def expand(program: Program, overrides: Mapping[str, Any] | None = None) -> Flat
     name = program.network_name
     values = resolve_params(params, overrides or {}, name)
     flat = Flat(name=name, params=values)
-    _Expander(program, flat).run(definition.body, Scope(values))
+    outside = Unavailable("it is the input's shape inside a module type; an edge of the network writes "
+                          "its channels out, or passes them to a module type")
+    _Expander(program, flat).run(definition.body, Scope({n: outside for n in SHAPE_NAMES}).child(values))
     return flat
 
 
@@ -196,6 +211,7 @@ class _Expander:
         self.program = program
         self.flat = flat
         self.layer_spans: dict[str, Span | None] = {}
+        self.layer_shapes: dict[str, Shape] = {}
         self.edge_spans: dict[str, Span | None] = {}
         self.iterations = 0
         self.modules_used: dict[str, None] = {}
@@ -234,9 +250,8 @@ class _Expander:
             raise SourceError(f"{type(stmt).__name__.lower()} is not allowed inside a network", stmt.span)
 
     def loop(self, stmt: ast.For, scope: Scope) -> None:
-        start = self.int_value(stmt.start, scope, "a loop bound")
-        stop = self.int_value(stmt.stop, scope, "a loop bound")
-        count = max(0, stop - start + 1)
+        items = self.loop_items(stmt, scope)
+        count = len(items)
         if self.iterations + count > MAX_ITERATIONS:
             raise SourceError(
                 f"loops unroll to more than {MAX_ITERATIONS:,} iterations (this one has {count:,})", stmt.span
@@ -248,12 +263,35 @@ class _Expander:
                 f"(this loop adds {count * direct_edges:,}); the limit is {MAX_EDGES:,}", stmt.span
             )
         self.iterations += count
-        for i in range(start, stop + 1):
+        for item in items:
+            values = self.loop_bindings(stmt, item)
             try:
-                self.block(stmt.body, scope.child({stmt.var: i}))
+                self.block(stmt.body, scope.child(values))
             except SourceError as exc:
-                exc.notes.append(Note(f"in the iteration with {stmt.var} = {i}", stmt.span))
+                shown = ", ".join(f"{k} = {bsn_repr(v)}" for k, v in values.items())
+                exc.notes.append(Note(f"in the iteration with {shown}", stmt.span))
                 raise
+
+    def loop_items(self, stmt: ast.For, scope: Scope) -> range | list[Value]:
+        if stmt.stop is not None:
+            start = self.int_value(stmt.start, scope, "a loop bound")
+            stop = self.int_value(stmt.stop, scope, "a loop bound")
+            return range(start, max(start, stop + 1))
+        value = evaluate(stmt.start, scope)
+        if not isinstance(value, (list, tuple)):
+            raise SourceError(
+                f"a for loop runs over a range `a..b` or a list `[x, y, ...]`, got {type_name(value)} {bsn_repr(value)}",
+                stmt.start.span)
+        return list(value)
+
+    def loop_bindings(self, stmt: ast.For, item: Value) -> dict[str, Value]:
+        if not stmt.unpack:
+            return {stmt.targets[0]: item}
+        n = len(stmt.targets)
+        if not isinstance(item, (list, tuple)) or len(item) != n:
+            got = f"{type_name(item)} {bsn_repr(item)}"
+            raise SourceError(f"`for ({stmt.var})` unpacks {n} values from each item, got {got}", stmt.start.span)
+        return dict(zip(stmt.targets, item))
 
     def int_value(self, expr: ast.Expr, scope: Scope, what: str) -> int:
         value = evaluate(expr, scope)
@@ -263,11 +301,11 @@ class _Expander:
                               expr.span)
         return value
 
-    def layer_name(self, name: ast.LayerName, scope: Scope) -> tuple[str, tuple[int, ...]]:
-        indices = tuple(self.int_value(i, scope, "a layer index") for i in name.indices)
+    def layer_name(self, name: ast.LayerName, scope: Scope, what: str = "a layer index") -> tuple[str, tuple[int, ...]]:
+        indices = tuple(self.int_value(i, scope, what) for i in name.indices)
         for expr, value in zip(name.indices, indices):
             if value < 0:
-                raise SourceError(f"a layer index must be >= 0, got {value}", expr.span)
+                raise SourceError(f"{what} must be >= 0, got {value}", expr.span)
         return name.base + "".join(f"[{i}]" for i in indices), indices
 
     def layer(self, decl: ast.LayerDecl, scope: Scope) -> None:
@@ -287,11 +325,17 @@ class _Expander:
         aggregate = decl.aggregate or "sum"
         if aggregate not in AGGREGATIONS:
             raise SourceError(f"unknown aggregation '{aggregate}'; expected one of {', '.join(AGGREGATIONS)}", decl.span)
-        post = self.ops(decl.post, scope)[0] if decl.post is not None else ()
+        post: tuple[OpCall, ...] = ()
+        if decl.post is not None:
+            post, _, extra = self.ops(decl.post, scope, shape)
+            if extra:
+                raise SourceError("a post-op cannot use a module type with `cost`: the flops cost counts "
+                                  "edges; put it on the edges instead", decl.post.span)
         position = None
         if decl.at is not None:
             position = tuple(self.number(e, scope, "a layout position") for e in decl.at)
         self.layer_spans[name] = decl.name.span
+        self.layer_shapes[name] = shape
         self.flat.layers.append(
             Layer(name, decl.name.base, indices, decl.kind, shape, aggregate, post, position, span=decl.name.span)
         )
@@ -305,9 +349,10 @@ class _Expander:
     def edge(self, stmt: ast.EdgeStmt, scope: Scope) -> None:
         src, _ = self.layer_name(stmt.src, scope)
         dst, _ = self.layer_name(stmt.dst, scope)
-        key = f"{src}->{dst}" + (f":{stmt.name}" if stmt.name else "")
+        name = self.layer_name(stmt.name, scope, "an edge name index")[0] if stmt.name is not None else None
+        key = f"{src}->{dst}" + (f":{name}" if name else "")
         if key in self.edge_spans:
-            hint = "" if stmt.name else "; give each a name with `as NAME`"
+            hint = "" if name else "; give each a name with `as NAME` (in a loop, a computed one: `as op[k]`)"
             raise SourceError(f"edge '{key}' is declared twice{hint}", stmt.span,
                               [Note("first declared here", self.edge_spans[key])])
         if len(self.flat.edges) >= MAX_EDGES:
@@ -319,26 +364,37 @@ class _Expander:
             prob = self.number(stmt.prob, scope, "an edge probability")
             if not 0 < prob < 1:
                 raise SourceError(f"an edge probability must be between 0 and 1 (exclusive), got {prob}", stmt.prob.span)
-        ops, calls = self.ops(stmt.module, scope)
+        shape = self.layer_shapes.get(src)
+        if shape is None:
+            shape = Unavailable(f"layer '{src}' is declared after this edge; declare it before the edge")
+        ops, calls, extra = self.ops(stmt.module, scope, shape)
         self.edge_spans[key] = stmt.span
         self.flat.edges.append(Edge(
-            key, src, dst, stmt.name, stmt.fixed, ops, calls, float(prob) if prob is not None else None,
-            span=stmt.span, src_span=stmt.src.span, dst_span=stmt.dst.span,
+            key, src, dst, name, stmt.fixed, ops, calls, float(prob) if prob is not None else None,
+            extra_macs=extra, span=stmt.span, src_span=stmt.src.span, dst_span=stmt.dst.span,
         ))
 
     # --- module expressions ---------------------------------------------------------------
 
-    def ops(self, mod: ast.ModExpr, scope: Scope) -> tuple[tuple[OpCall, ...], tuple[ResolvedCall, ...]]:
+    def ops(self, mod: ast.ModExpr, scope: Scope,
+            shape: Shape | Unavailable) -> tuple[tuple[OpCall, ...], tuple[ResolvedCall, ...], int]:
+        """The primitives of a module expression applied to ``shape``, the calls as written, and
+        the extra MACs charged by `cost` on the module types it uses."""
         ops: list[OpCall] = []
         calls: list[ResolvedCall] = []
         self.op_count = 0
+        extra = 0
         for call in mod.calls:
-            resolved = self.call(call, scope, site=call.span, stack=())
-            ops.extend(resolved[0])
-            calls.append(resolved[1])
-        return tuple(ops), tuple(calls)
+            call_ops, resolved, shape, call_extra = self.call(call, scope, site=call.span, stack=(), shape=shape)
+            ops.extend(call_ops)
+            calls.append(resolved)
+            extra += call_extra
+        return tuple(ops), tuple(calls), extra
 
-    def call(self, call: ast.ModCall, scope: Scope, site: Span | None, stack: tuple[str, ...]) -> tuple[list[OpCall], ResolvedCall]:
+    def call(self, call: ast.ModCall, scope: Scope, site: Span | None, stack: tuple[str, ...],
+             shape: Shape | Unavailable) -> tuple[list[OpCall], ResolvedCall, Shape | Unavailable, int]:
+        """One stage of a chain: its primitives, the call as written, the shape after it (as far
+        as it can be known before the checks, which report shape errors) and its extra MACs."""
         prim = REGISTRY.get(call.name)
         if prim is not None:
             given = self.match_args(call, [a.name for a in prim.args], prim.name, scope)
@@ -348,7 +404,7 @@ class _Expander:
                 raise SourceError(f"module expression unrolls to more than {MAX_OPS_PER_EDGE:,} primitives",
                                   site, [Note("through this module type", call.span)] if site != call.span else [])
             op = OpCall(prim.name, args, span=call.span, site=site)
-            return [op], ResolvedCall(call.name, _as_written(given))
+            return [op], ResolvedCall(call.name, _as_written(given)), _shape_after(prim.name, args, shape), 0
         if call.name not in self.program.modules:
             known = sorted(set(REGISTRY) | set(self.program.modules))
             raise SourceError(
@@ -362,13 +418,33 @@ class _Expander:
         definition, _unit = self.program.modules[call.name]
         self.modules_used.setdefault(call.name)
         given = self.match_args(call, [p.name for p in definition.params], f"module '{definition.name}'", scope)
-        bound = self.bind_module(definition, call, given)
-        inner_scope = Scope(bound)
+        bound = self.bind_module(definition, call, given, _shape_scope(shape))
+        inner_scope = _shape_scope(shape).child(bound)
         ops: list[OpCall] = []
-        for inner in definition.body.calls:
-            inner_ops, _ = self.call(inner, inner_scope, site=site, stack=stack + (call.name,))
-            ops.extend(inner_ops)
-        return ops, ResolvedCall(call.name, _as_written(given))
+        extra = 0
+        out = shape
+        try:
+            for inner in definition.body.calls:
+                inner_ops, _, out, inner_extra = self.call(inner, inner_scope, site=site, stack=stack + (call.name,),
+                                                           shape=out)
+                ops.extend(inner_ops)
+                extra += inner_extra
+            if definition.cost is not None:
+                extra += self.module_cost(definition, inner_scope)
+        except SourceError as exc:
+            if exc.span != call.span:
+                exc.notes.append(Note(f"in module type '{definition.name}', used here", call.span))
+            raise
+        return ops, ResolvedCall(call.name, _as_written(given)), out, extra
+
+    def module_cost(self, definition: ast.ModuleDef, scope: Scope) -> int:
+        assert definition.cost is not None
+        value = evaluate(definition.cost, scope)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SourceError(f"the cost of module '{definition.name}' must be an integer >= 0 (multiply-accumulates), "
+                              f"got {type_name(value)} {bsn_repr(value)}{'; use // or int()' if isinstance(value, float) else ''}",
+                              definition.cost.span)
+        return value
 
     def bind_primitive(self, call: ast.ModCall, given: dict[str, _Given]) -> tuple[tuple[str, Any], ...]:
         prim = REGISTRY[call.name]
@@ -391,13 +467,14 @@ class _Expander:
             values.append((spec.name, value))
         return tuple(values)
 
-    def bind_module(self, definition: ast.ModuleDef, call: ast.ModCall, given: dict[str, _Given]) -> dict[str, Value]:
+    def bind_module(self, definition: ast.ModuleDef, call: ast.ModCall, given: dict[str, _Given],
+                    outer: Scope) -> dict[str, Value]:
         bound: dict[str, Value] = {}
         for p in definition.params:
             if p.name in given:
                 bound[p.name] = given[p.name][0]
             elif p.default is not None:
-                bound[p.name] = evaluate(p.default, Scope(bound))
+                bound[p.name] = evaluate(p.default, outer.child(bound))
             else:
                 raise SourceError(f"module '{definition.name}' needs argument '{p.name}'", call.span,
                                   [Note(f"'{definition.name}' is defined here", definition.span)])
@@ -423,6 +500,29 @@ class _Expander:
                 raise SourceError(f"argument '{name}' of {what} is given twice", arg.span)
             given[name] = (evaluate(arg.value, scope), arg.value.span, arg.name is None)
         return given
+
+
+def _shape_scope(shape: Shape | Unavailable) -> Scope:
+    """``in_channels``, ``in_height``, ``in_width`` and ``in_size`` (H of a square map): the
+    shape a module type receives."""
+    if isinstance(shape, Unavailable):
+        return Scope({name: shape for name in SHAPE_NAMES})
+    if len(shape) == 3:
+        c, h, w = shape
+        size: Value | Unavailable = h if h == w else Unavailable(
+            f"the map is {h}x{w}, not square; use in_height and in_width")
+        return Scope({"in_channels": c, "in_height": h, "in_width": w, "in_size": size})
+    flat = Unavailable(f"the input is a vector {format_shape(shape)}, not a [C, H, W] map")
+    return Scope({"in_channels": shape[0], "in_height": flat, "in_width": flat, "in_size": flat})
+
+
+def _shape_after(prim: str, args: tuple[tuple[str, Any], ...], shape: Shape | Unavailable) -> Shape | Unavailable:
+    if isinstance(shape, Unavailable):
+        return shape
+    try:
+        return REGISTRY[prim].shape(shape, dict(args))
+    except ShapeError as exc:
+        return Unavailable(f"the shape is wrong before this point ({exc})")
 
 
 def _divides(expr: ast.Expr) -> bool:

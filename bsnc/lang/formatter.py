@@ -44,6 +44,8 @@ def format_modexpr(mod: ast.ModExpr) -> str:
 
 
 def _prec(expr: ast.Expr) -> int:
+    if isinstance(expr, ast.Cond):
+        return 0
     if isinstance(expr, ast.BinOp):
         return _PRECEDENCE[expr.op]
     if isinstance(expr, ast.UnaryOp):
@@ -71,6 +73,13 @@ def _expr(expr: ast.Expr) -> str:
         return f"({_expr(expr.expr)})"
     if isinstance(expr, ast.Call):
         return f"{expr.func}({_args(expr.args)})"
+    if isinstance(expr, ast.Cond):
+        return f"if {_expr(expr.cond)} then {_expr(expr.then)} else {_expr(expr.orelse)}"
+    if isinstance(expr, ast.ListLit):
+        return "[" + ", ".join(_expr(e) for e in expr.items) + "]"
+    if isinstance(expr, ast.TupleLit):
+        inner = ", ".join(_expr(e) for e in expr.items)
+        return f"({inner},)" if len(expr.items) == 1 else f"({inner})"
     if isinstance(expr, ast.UnaryOp):
         if expr.op == "not":
             return "not " + _wrap(expr.operand, _prec(expr.operand) < _PRECEDENCE["not"])
@@ -156,6 +165,8 @@ def _stmt(stmt: ast.Stmt, depth: int, lines: list[str]) -> None:
         lines.append(_with_comment(f"{pad}import {quote(stmt.path)}", stmt))
     elif isinstance(stmt, ast.ModuleDef):
         text = f"{pad}module {stmt.name}({_params(stmt.params)}) = {format_modexpr(stmt.body)}"
+        if stmt.cost is not None:
+            text += f" cost {_expr(stmt.cost)}"
         lines.append(_with_comment(text, stmt))
     elif isinstance(stmt, ast.NetworkAlias):
         text = f"{pad}network {stmt.name} = {stmt.target}({_args(stmt.args)})"
@@ -169,7 +180,9 @@ def _stmt(stmt: ast.Stmt, depth: int, lines: list[str]) -> None:
     elif isinstance(stmt, ast.EdgeStmt):
         lines.append(_with_comment(pad + format_edge(stmt), stmt))
     elif isinstance(stmt, ast.For):
-        head = f"for {stmt.var} in {_expr(stmt.start)}..{_expr(stmt.stop)}"
+        target = f"({', '.join(stmt.targets)})" if stmt.unpack else stmt.targets[0]
+        source = _expr(stmt.start) if stmt.stop is None else f"{_expr(stmt.start)}..{_expr(stmt.stop)}"
+        head = f"for {target} in {source}"
         _block(head, stmt.body, depth, lines, stmt)
     elif isinstance(stmt, ast.If):
         _if(stmt, depth, lines, prefix="")
@@ -220,7 +233,7 @@ def format_edge(edge: ast.EdgeStmt) -> str:
     text = "fixed " if edge.fixed else ""
     text += f"{layer_name(edge.src)} -> {layer_name(edge.dst)}"
     if edge.name is not None:
-        text += f" as {edge.name}"
+        text += f" as {layer_name(edge.name)}"
     text += f" : {format_modexpr(edge.module)}"
     if edge.prob is not None:
         text += f" prob {_expr(edge.prob)}"

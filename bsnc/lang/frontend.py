@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from bsnc import primitives
 from bsnc.errors import Span
 from bsnc.ir import Network
 from bsnc.lang.checks import build_network
@@ -13,6 +14,7 @@ from bsnc.lang.program import Program, load_program, parse_text
 
 
 def network_from_program(program: Program, overrides: Mapping[str, Any] | None = None) -> Network:
+    primitives.load()  # installed packages' primitives (entry points of group bsnc.primitives)
     flat = expand(program, overrides)
     item = program.networks[program.network_name][0]
     return build_network(

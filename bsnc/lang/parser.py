@@ -325,6 +325,18 @@ class _TreeBuilder(Transformer):
         return ast.Paren(children[0], span=self._span(meta))
 
     @v_args(meta=True)
+    def cond_expr(self, meta, children):
+        return ast.Cond(children[0], children[1], children[2], span=self._span(meta))
+
+    @v_args(meta=True)
+    def tuple_lit(self, meta, children):
+        return ast.TupleLit(tuple(c for c in children if c is not None), span=self._span(meta))
+
+    @v_args(meta=True)
+    def list_lit(self, meta, children):
+        return ast.ListLit(tuple(c for c in children if c is not None), span=self._span(meta))
+
+    @v_args(meta=True)
     def call(self, meta, children):
         name, args = children
         return ast.Call(str(name), tuple(args or ()), span=self._span(meta))
@@ -384,8 +396,8 @@ class _TreeBuilder(Transformer):
 
     @v_args(meta=True)
     def module_def(self, meta, children):
-        name, params, body = children
-        return ast.ModuleDef(str(name), tuple(params or ()), body, span=self._span(meta))
+        name, params, body, cost = children
+        return ast.ModuleDef(str(name), tuple(params or ()), body, cost, span=self._span(meta))
 
     @v_args(meta=True)
     def network_def(self, meta, children):
@@ -442,13 +454,21 @@ class _TreeBuilder(Transformer):
     @v_args(meta=True)
     def edge_stmt(self, meta, children):
         fixed, src, dst, name, module, prob = children
-        return ast.EdgeStmt(fixed is not None, src, dst, str(name) if name is not None else None,
-                            module, prob, span=self._span(meta))
+        return ast.EdgeStmt(fixed is not None, src, dst, name, module, prob, span=self._span(meta))
 
     @v_args(meta=True)
     def for_stmt(self, meta, children):
-        var, start, stop, body = children
-        return ast.For(str(var), start, stop, body, span=self._span(meta))
+        (targets, unpack), start, stop, body = children
+        return ast.For(targets, start, stop, body, unpack, span=self._span(meta))
+
+    def for_target(self, children):
+        seen: set[str] = set()
+        for tok in children:
+            if str(tok) in seen:
+                raise SourceError(f"'{tok}' is unpacked twice in this loop; give each value its own name",
+                                  self._tok_span(tok))
+            seen.add(str(tok))
+        return tuple(str(c) for c in children), len(children) > 1
 
     @v_args(meta=True)
     def if_stmt(self, meta, children):
@@ -467,11 +487,12 @@ class _TreeBuilder(Transformer):
 
 KEYWORDS = frozenset(
     "import module network let input output layer aggregate post at fixed as prob for in if else "
-    "and or not true false".split()
+    "and or not true false then cost".split()
 )
 
 _EXPR_RULES = frozenset(
-    "or_expr and_expr not_op comparison shift_expr arith term unary power call paren".split()
+    "or_expr and_expr not_op comparison shift_expr arith term unary power call paren cond_expr tuple_lit "
+    "list_lit".split()
 )
 
 

@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from bsnc import numeric
+from bsnc import numeric, primitives
 from bsnc.codegen.architecture import kept_edges
 from bsnc.codegen.loader import compile_network
 from bsnc.codegen.runtime import Architecture
@@ -49,6 +49,7 @@ class TrainConfig:
 
     file: str
     defines: dict[str, str] = field(default_factory=dict)
+    primitives: list[str] = field(default_factory=list)  # --primitives modules, loaded before the file
     data: str = "digits"
     data_dir: str | None = None
     cost: str = "flops"
@@ -81,6 +82,8 @@ class TrainConfig:
         for key in ("resume", "progress", "run_dir", "workers"):
             data.pop(key)
         data["milestones"] = list(self.milestones)
+        if not self.primitives:
+            data.pop("primitives")  # so runs without user primitives read as before they existed
         return data
 
 
@@ -227,6 +230,7 @@ class Trainer:
 
         validate_config(config)
         self.config = config
+        primitives.load(config.primitives)
         self.program = load_program(config.file)
         self.network = network_from_program(self.program, config.defines)
         self.stochastic = bool(self.network.stochastic_edges)
