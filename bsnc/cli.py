@@ -355,7 +355,8 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the dataset's files are.")
 @click.option("--cost", default="flops", show_default=True, metavar="NAME",
               help="flops, params, latency:TABLE.json, distributed:n=K or package.module:function.")
-@click.option("--budget", metavar="VALUE", help="Maximum cost, with units: 40.9M, 0.27M, 12ms, 6.")
+@click.option("--budget", metavar="VALUE",
+              help="Maximum cost, with units (40.9M, 0.27M, 12ms, 6) or as a share of the full cost (30%).")
 @click.option("--lambda", "lam", type=float, default=2.0, show_default=True,
               help="Weight of the budget penalty (unitless: the penalty is relative to the budget).")
 @click.option("--penalty", type=click.Choice(["hinge", "abs"]), default="hinge", show_default=True,
@@ -391,11 +392,16 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its ckpt.pt.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data-loading processes.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--full-network", is_flag=True,
+              help="Train every edge, with no search and no budget: the static baseline of a sweep.")
+@click.option("--logger", "loggers", multiple=True, metavar="NAME",
+              help="Also log each epoch to csv (RUN_DIR/metrics.csv) or tensorboard (RUN_DIR/tensorboard); "
+                   "repeat or separate with commas. metrics.jsonl is always written.")
 def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data: str, data_dir: Path | None, cost: str, budget: str | None,
           lam: float, penalty: str, inconsistent_penalty: float, path_lr: float, entropy_weight: float,
           budget_use: float, idle_penalty: float, epochs: int, warmup_epochs: int, batch_size: int,
           lr: float, device: str, amp: bool, seed: int, run_dir: Path | None, resume: bool,
-          workers: int, quiet: bool) -> None:
+          workers: int, quiet: bool, full_network: bool, loggers: tuple[str, ...]) -> None:
     """Train FILE's super network under a budget: weights and edge probabilities together.
 
     Each example samples its own architecture; REINFORCE pushes the edge probabilities
@@ -410,6 +416,7 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
           --cost params --budget 0.27M --epochs 300 --warmup-epochs 50
       torchrun --nproc_per_node 2 -m bsnc train fabrics/cnf_w8.bsn --data cifar10 ...
     """
+    from bsnc.search.loggers import parse_loggers
     from bsnc.search.train import TrainConfig
     from bsnc.search.train import train as run_training
 
@@ -421,7 +428,7 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
         epochs=epochs,
         warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, path_lr=path_lr, device=device, amp=amp,
         seed=seed, run_dir=str(run_dir or Path("runs") / file.stem), resume=resume, workers=workers,
-        progress=not quiet,
+        progress=not quiet, full_network=full_network, loggers=parse_loggers(loggers),
     )
     result = run_training(config)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
@@ -534,6 +541,102 @@ def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path |
                    "(install graphviz to get the SVG and PNG)", err=True)
     for path in [result.dot, *result.rendered]:
         click.echo(f"wrote {path}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["-h", "--help"]})
+@click.argument("file", type=BSN_FILE)
+@defines_option
+@click.option("--budget", "budgets", required=True, metavar="B1,B2,...",
+              help="Budgets, comma-separated, in the cost's units or as shares of the full cost: 10%,20%,30%.")
+@click.option("--seeds", default="0", show_default=True, metavar="S1,S2,...", help="Seeds, comma-separated.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Sweep directory: runs/, results.csv and results.json go there.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs at once on this machine (each gets cores / jobs threads).")
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="Submit the runs to a Ray cluster instead (e.g. auto, or ray://host:10001); "
+                   "needs bsnc[ray] and the same paths on every node.")
+@click.option("--no-baseline", is_flag=True, help="Skip the full network trained as a static baseline.")
+@click.argument("train_args", nargs=-1, type=click.UNPROCESSED, metavar="[TRAIN OPTIONS]...")
+def sweep(file: Path, defines: dict[str, str], budgets: str, seeds: str, out: Path, jobs: int,
+          ray_address: str | None, no_baseline: bool, train_args: tuple[str, ...]) -> None:
+    """Train FILE once per budget and seed, plus the full network as a baseline.
+
+    Every option after the sweep's own is passed to each `bsnc train` (e.g. --data, --epochs,
+    --cost, --lambda). Each run writes OUT/runs/NAME; OUT/results.csv and OUT/results.json hold
+    budget, seed, the shipped model's cost, validation and test accuracy, epochs and time. Run
+    the same command again to finish an interrupted sweep: finished runs are skipped and
+    interrupted ones resume. A failed run is recorded in the table and the others go on; the
+    command then exits with status 1.
+
+    \b
+    Example:
+      bsnc sweep fabrics/cnf.bsn -D W=4 -D C=16 -D size=8 -D in_channels=1 \\
+          --budget 10%,20%,30%,50% --seeds 0,1,2 --out sweeps/cnf --jobs 2 \\
+          --data digits --epochs 30
+      bsnc report sweeps/cnf -o sweeps/cnf/report
+    """
+    from bsnc.costs.registry import parse_cost
+    from bsnc.lang.frontend import load_network
+    from bsnc.search.sweep import SweepSpec, parse_list, parse_seeds, run_sweep
+    from bsnc.search.train import parse_budget
+
+    budget_list = parse_list("--budget", budgets)
+    options = _check_train_args(file, train_args)
+    cost = parse_cost(options["cost"], load_network(file, defines))
+    for item in budget_list:
+        parse_budget(cost, item)  # a budget every run would refuse fails here, before any run
+    spec = SweepSpec(file=file.resolve(), defines=defines, budgets=budget_list, seeds=parse_seeds(seeds), out=out,
+                     train_args=train_args, baseline=not no_baseline, jobs=jobs, ray_address=ray_address)
+
+    def show(result) -> None:
+        figures = "" if result.test_acc is None else f", test {result.test_acc * 100:.2f}%"
+        cost = "" if result.cost is None else f", cost {result.cost:,.0f}"
+        line = f"{result.name}: {result.status}{cost}{figures}" + (f" ({result.error})" if result.error else "")
+        click.echo(line, err=result.status != "done")
+
+    results = run_sweep(spec, on_result=show)
+    failed = [r for r in results if r.status != "done"]
+    click.echo(f"wrote {out / 'results.csv'} and {out / 'results.json'} ({len(results)} runs)")
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(results)} runs failed: "
+                                   + ", ".join(r.name for r in failed) + f"; their logs are in {out / 'runs'}")
+
+
+def _check_train_args(file: Path, args: tuple[str, ...]) -> dict[str, Any]:
+    """Parse the forwarded options with `bsnc train` itself, so a typo fails before any run."""
+    from bsnc.search.sweep import check_train_args
+
+    check_train_args(args)
+    try:
+        with train.make_context("train", [str(file), *args], parent=click.get_current_context()) as ctx:
+            return dict(ctx.params)
+    except click.UsageError as exc:
+        raise click.UsageError(f"train option: {exc.format_message()}") from None
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+                metavar="RUN_OR_SWEEP_DIR...")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for the figures (PNG and SVG) and report.html.")
+def report(paths: tuple[Path, ...], output: Path) -> None:
+    """Figures of runs and sweeps, and one self-contained report.html.
+
+    For a run: loss and accuracy, cost against the budget, H(Γ) and edges kept, a heat map of
+    each edge's γ over epochs, and the learned architecture. For a sweep (bsnc sweep's --out):
+    test accuracy against cost with the Pareto front and the full-network baseline, then each
+    run's figures.
+
+    \b
+    Example:
+      bsnc report runs/cnf -o runs/cnf/report
+      bsnc report sweeps/cnf -o sweeps/cnf/report
+    """
+    from bsnc.export.report import report as write_report
+
+    page, figures = write_report(list(paths), output)
+    click.echo(f"wrote {len(figures)} figures and {page}")
 
 
 def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[str, float]:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bsnc import numeric, primitives
-from bsnc.codegen.architecture import kept_edges
+from bsnc.codegen.architecture import kept_edges, prune
 from bsnc.codegen.loader import compile_network
 from bsnc.codegen.runtime import Architecture
 from bsnc.costs.base import Cost
@@ -38,6 +38,7 @@ from bsnc.lang.program import Program, load_program
 from bsnc.search import reward as rewards
 from bsnc.search.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from bsnc.search.gates import ENTROPY_WEIGHT, PATH_LR, gate_entropy, gate_optimizer
+from bsnc.search.loggers import open_loggers
 from bsnc.search.reward import BUDGET_USE, IDLE_PENALTY
 from bsnc.search.selection import ParetoFront, Point, point_file
 from bsnc.search.warnings import budget_warnings, epoch_warnings, warn
@@ -75,11 +76,13 @@ class TrainConfig:
     resume: bool = False
     workers: int = 0
     progress: bool = True
+    full_network: bool = False  # every edge on, no search: the static baseline of a sweep
+    loggers: tuple[str, ...] = ()
 
     def reproducible(self) -> dict[str, Any]:
         """The fields that decide the result (not where it is written or how it is shown)."""
         data = dataclasses.asdict(self)
-        for key in ("resume", "progress", "run_dir", "workers"):
+        for key in ("resume", "progress", "run_dir", "workers", "loggers"):
             data.pop(key)
         data["milestones"] = list(self.milestones)
         if not self.primitives:
@@ -100,6 +103,7 @@ class EpochMetrics:
     entropy: float
     edges_kept: int
     val_acc: float
+    val_loss: float | None  # None in runs recorded before it was
     test_acc: float | None
     lr: float
     time: float
@@ -209,15 +213,37 @@ def validate_config(config: TrainConfig) -> None:
         raise UsageError(f"--lr {config.lr} / --path-lr {config.path_lr}: learning rates must be positive")
 
 
+def parse_budget_text(text: str) -> float | None:
+    """The fraction of the full cost that a percentage budget ('30%') names; None for a budget in
+    the cost's own unit (checked by the cost)."""
+    stripped = text.strip()
+    if not stripped.endswith("%"):
+        return None
+    try:
+        fraction = float(stripped[:-1].strip()) / 100
+    except ValueError:
+        raise UsageError(f"--budget {text}: expected a percentage of the full cost such as 30%") from None
+    if not (math.isfinite(fraction) and fraction > 0):
+        raise UsageError(f"--budget {text}: the percentage must be a finite number above 0")
+    return fraction
+
+
 def parse_budget(cost: Cost, text: str | None) -> float | None:
+    """A budget in the cost's unit, or a percentage of the full super network's cost ('30%')."""
     if text is None:
         return None
-    value = cost.parse_budget(text)
+    fraction = parse_budget_text(text)
+    value = cost.parse_budget(text) if fraction is None else fraction * cost.full()
     if not math.isfinite(value):
         raise UsageError(f"--budget {text}: expected a finite budget")
     if not value > 0:
         raise UsageError(f"--budget {text}: the budget must be greater than 0")
     return value
+
+
+def full_network(network: Network) -> Network:
+    """The super network with every edge on and fixed: a static network, nothing to search."""
+    return prune(network, torch.ones(len(network.edges), dtype=torch.bool))
 
 
 def _sources(program: Program) -> dict[str, str]:
@@ -233,6 +259,8 @@ class Trainer:
         primitives.load(config.primitives)
         self.program = load_program(config.file)
         self.network = network_from_program(self.program, config.defines)
+        if config.full_network:
+            self.network = full_network(self.network)
         self.stochastic = bool(self.network.stochastic_edges)
         self.cost = parse_cost(config.cost, self.network)
         self.budget = parse_budget(self.cost, config.budget)
@@ -372,7 +400,7 @@ class Trainer:
             self.best_val = float(state["best_val"])
             self.front = ParetoFront.from_json(state.get("pareto", []))
             self.start_epoch = done
-            self.history = [EpochMetrics(**{"consistent": True, **m}) for m in state["history"]]
+            self.history = [EpochMetrics(**{"consistent": True, "val_loss": None, **m}) for m in state["history"]]
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             raise BsncError(f"{path}: damaged checkpoint: cannot restore the training state "
                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
@@ -390,7 +418,7 @@ class Trainer:
         atomic_write_text(self.run_dir / "config.json", json.dumps(data, indent=2) + "\n")
 
     def _write_metrics(self) -> None:
-        lines = "".join(json.dumps(dataclasses.asdict(m)) + "\n" for m in self.history)
+        lines = "".join(json.dumps(self.record(m)) + "\n" for m in self.history)
         atomic_write_text(self.run_dir / "metrics.jsonl", lines)
 
     # --- data ----------------------------------------------------------------------------------
@@ -490,19 +518,25 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, dataset) -> float:
+        return self.evaluate_with_loss(dataset)[0]
+
+    @torch.no_grad()
+    def evaluate_with_loss(self, dataset) -> tuple[float, float]:
+        """Accuracy and mean loss of the deterministic architecture on ``dataset``."""
         self.core.eval()
         if self.stochastic:
             self.core.set_mode("deterministic")
-        correct = rows = 0.0
+        correct = loss = rows = 0.0
         for x, y in self._loader(dataset, False, 0):
             x, y = x.to(self.device), y.to(self.device)
             with self._autocast():
                 out = self.core(x)
-            _, c = _task_loss(out, y)
+            delta, c = _task_loss(out, y)
             correct += float(c.sum())
+            loss += float(delta.sum())
             rows += x.shape[0]
-        correct, rows = self.dist.total(correct, rows, device=self.device)
-        return correct / max(rows, 1)
+        correct, loss, rows = self.dist.total(correct, loss, rows, device=self.device)
+        return correct / max(rows, 1), loss / max(rows, 1)
 
     def deterministic_cost(self) -> tuple[float, int, bool]:
         """Cost of the deterministic architecture, its kept edges (``kept_edges``: what export
@@ -514,11 +548,25 @@ class Trainer:
 
     def run(self) -> TrainResult:
         config = self.config
+        loggers = []
         if self.dist.main:
             self._write_config()
             if self.start_epoch == 0:
                 for message in budget_warnings(self.cost, self.budget, self.cheapest, self.full_cost):
                     warn(message)
+            loggers = open_loggers(config.loggers, self.run_dir, [self.record(m) for m in self.history])
+        try:
+            return self._run(loggers)
+        finally:
+            for logger in loggers:
+                logger.close()
+
+    def record(self, metrics: EpochMetrics) -> dict[str, Any]:
+        """One epoch as written to metrics.jsonl and the loggers."""
+        return dataclasses.asdict(metrics)
+
+    def _run(self, loggers: list) -> TrainResult:
+        config = self.config
         for epoch in range(self.start_epoch, config.epochs):
             phase = "warmup" if epoch < config.warmup_epochs else "search"
             if not self.stochastic:
@@ -529,7 +577,7 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             train_loss, train_acc, sampled = self.train_epoch(epoch, phase)
             self.scheduler.step()
-            val_acc = self.evaluate(self.splits.val)
+            val_acc, val_loss = self.evaluate_with_loss(self.splits.val)
             det_cost, kept, consistent = self.deterministic_cost()
             last = epoch == config.epochs - 1
             gamma = torch.sigmoid(self.core.gate_logits.detach()) if self.stochastic else torch.empty(0)
@@ -546,7 +594,7 @@ class Trainer:
             metrics = EpochMetrics(
                 epoch=epoch + 1, phase=phase, train_loss=train_loss, train_acc=train_acc,
                 mean_sampled_cost=sampled if self.stochastic else det_cost, deterministic_cost=det_cost,
-                consistent=consistent, within_budget=within, entropy=entropy_bits(gamma), edges_kept=kept, val_acc=val_acc,
+                consistent=consistent, within_budget=within, entropy=entropy_bits(gamma), edges_kept=kept, val_acc=val_acc, val_loss=val_loss,
                 test_acc=test_acc, lr=lr, time=time.perf_counter() - start,
                 gamma=dict(zip(self.core.stochastic_keys, gamma.tolist())) if self.stochastic else {},
                 budget=self.budget, cheapest_cost=self.cheapest.cost if self.cheapest else None,
@@ -567,6 +615,8 @@ class Trainer:
                     save_checkpoint(self.run_dir / "best.pt", state)
                 atomic_write_text(self.run_dir / "pareto.json", json.dumps(self.front.to_json(), indent=2) + "\n")
                 self._write_metrics()
+                for logger in loggers:
+                    logger.log(self.record(metrics))
                 print(self.summary_line(metrics), flush=True)
                 if phase == "search":
                     for message in epoch_warnings(self.cost, metrics.epoch, consistent, det_cost, self.budget):

@@ -1,0 +1,201 @@
+"""bsnc sweep, bsnc report, percentage budgets and the CSV / TensorBoard loggers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bsnc.cli import main
+from bsnc.costs.analytic import FlopsCost
+from bsnc.export.report import pareto_front
+from bsnc.lang.frontend import load_network
+from bsnc.search.checkpoint import load_checkpoint
+
+TINY = """
+network tiny(C: int = 4, classes: int = 10) {
+    input x : [3, 8, 8]
+    layer a : [C, 8, 8] post relu
+    layer b : [C, 4, 4] post relu
+    output y : [classes]
+    fixed x -> a : conv(C) >> bn
+    a -> b : conv(C, stride=2) >> bn
+    a -> b as pool : maxpool(2) >> conv(C, k=1)
+    b -> y : global_avgpool >> linear(classes)
+    a -> y : global_avgpool >> linear(classes)
+}
+"""
+TRAIN = ["--data", "fake", "--epochs", "1", "--batch-size", "64", "--device", "cpu"]
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.bsn"
+    path.write_text(TINY)
+    return path
+
+
+def _sweep(tiny: Path, out: Path, *extra: str):
+    return CliRunner().invoke(main, ["sweep", str(tiny), "--budget", "60%,90%", "--seeds", "0", "--out", str(out),
+                                     "--jobs", "2", *extra, *TRAIN])
+
+
+def _rows(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "results.csv", newline="") as handle:
+        return {row["name"]: row for row in csv.DictReader(handle)}
+
+
+def test_sweep_writes_the_table_resumes_and_reports(tiny, tmp_path):
+    out = tmp_path / "sweep"
+    result = _sweep(tiny, out)
+    assert result.exit_code == 0, result.output
+    rows = _rows(out)
+    assert set(rows) == {"budget-60pct_seed-0", "budget-90pct_seed-0", "baseline_seed-0"}
+    full = FlopsCost(load_network(tiny)).full()
+    for name, share in (("budget-60pct_seed-0", 0.6), ("budget-90pct_seed-0", 0.9)):
+        row = rows[name]
+        assert row["status"] == "done" and row["kind"] == "budget" and row["cost_name"] == "flops"
+        assert float(row["budget_value"]) == pytest.approx(share * full)
+        assert row["epochs"] == "1" and float(row["time"]) > 0
+        assert 0 <= float(row["test_acc"]) <= 1 and 0 <= float(row["val_acc"]) <= 1
+        # the table's cost is the shipped (best.pt) model's recorded deterministic cost
+        best = load_checkpoint(out / "runs" / name / "best.pt") if (out / "runs" / name / "best.pt").exists() else None
+        if best is not None:
+            assert float(row["cost"]) == pytest.approx(best["history"][-1]["deterministic_cost"])
+    baseline = rows["baseline_seed-0"]
+    assert baseline["kind"] == "baseline" and baseline["budget"] == ""
+    assert float(baseline["cost"]) == full  # every edge on: the full network's cost
+    assert json.loads((out / "results.json").read_text())["runs"][0]["name"] == "budget-60pct_seed-0"
+
+    # a finished run is not run again; an interrupted one resumes from its checkpoint
+    logs = {name: (out / "runs" / f"{name}.log").read_text() for name in rows}
+    (out / "runs" / "budget-90pct_seed-0" / "sweep-status.json").unlink()
+    again = _sweep(tiny, out)
+    assert again.exit_code == 0, again.output
+    assert (out / "runs" / "budget-60pct_seed-0.log").read_text() == logs["budget-60pct_seed-0"]
+    resumed = (out / "runs" / "budget-90pct_seed-0.log").read_text()
+    assert resumed.startswith(logs["budget-90pct_seed-0"]) and "--resume" in resumed[len(logs["budget-90pct_seed-0"]):]
+
+    report_dir = tmp_path / "report"
+    made = CliRunner().invoke(main, ["report", str(out), "-o", str(report_dir)])
+    assert made.exit_code == 0, made.output
+    page = (report_dir / "report.html").read_text()
+    figures = sorted(report_dir.rglob("*.png"))
+    names = {p.relative_to(report_dir).as_posix() for p in figures}
+    assert "sweep/pareto.png" in names
+    for run in rows:
+        assert f"sweep/{run}/loss_accuracy.png" in names and f"sweep/{run}/cost.png" in names
+    assert "sweep/budget-60pct_seed-0/entropy.png" in names and "sweep/budget-60pct_seed-0/architecture.png" in names
+    for png in figures:
+        assert png.stat().st_size > 2000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        svg = png.with_suffix(".svg")
+        assert svg.stat().st_size > 2000 and b"<svg" in svg.read_bytes()[:1000]
+        rel = png.relative_to(report_dir).as_posix()
+        assert f'href="{rel}"' in page and f'href="{rel[:-4]}.svg"' in page  # every figure referenced
+    assert page.count('src="data:image/png;base64,') == len(figures)  # inlined: no file needed to view it
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+
+
+def test_a_failed_run_is_reported_and_does_not_stop_the_others(tiny, tmp_path):
+    out = tmp_path / "sweep"
+    broken = out / "runs" / "budget-60pct_seed-0"
+    broken.mkdir(parents=True)
+    (broken / "ckpt.pt").write_bytes(b"not a checkpoint")  # the run resumes from it, and fails
+    result = _sweep(tiny, out, "--no-baseline")
+    assert result.exit_code == 1
+    assert "1 of 2 runs failed: budget-60pct_seed-0" in result.output
+    rows = _rows(out)
+    assert rows["budget-60pct_seed-0"]["status"] == "failed" and "exit 1" in rows["budget-60pct_seed-0"]["error"]
+    assert rows["budget-90pct_seed-0"]["status"] == "done" and rows["budget-90pct_seed-0"]["test_acc"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "10%,10%"], "listed twice"),
+    (["--budget", "10%,abc"], "--budget abc"),
+    (["--budget", "0%"], "above 0"),
+    (["--budget", "10%", "--seeds", "one"], "not a whole number"),
+    (["--budget", "10%", "--seed", "3"], "--seed: the sweep sets it"),
+    (["--budget", "10%", "--epochs", "zero"], "train option"),
+])
+def test_sweep_refuses_bad_options_before_any_run(tiny, tmp_path, args, message):
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(main, ["sweep", str(tiny), "--out", str(out), *args, "--data", "fake"])
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert not (out / "runs").exists()
+
+
+def test_percentage_budget_is_a_share_of_the_full_cost(tiny, tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(tiny), "--budget", "30%", "--run-dir", str(run), "--quiet",
+                                       *TRAIN])
+    assert result.exit_code == 0, result.output
+    full = FlopsCost(load_network(tiny)).full()
+    assert load_checkpoint(run / "ckpt.pt")["budget"] == pytest.approx(0.3 * full)
+
+
+def test_loggers_write_csv_and_tensorboard_events(tiny, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(tiny), "--budget", "50%", "--run-dir", str(run), "--quiet",
+                                       "--logger", "csv,tensorboard", *TRAIN[:2], "--epochs", "2",
+                                       *TRAIN[4:]])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    with open(run / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["val_acc"]) for r in rows] == [r["val_acc"] for r in records]
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()
+    assert {"train_loss", "val_acc", "deterministic_cost", "entropy"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("val_acc")] == [1, 2]
+    assert [e.value for e in events.Scalars("val_acc")] == pytest.approx([r["val_acc"] for r in records])
+    assert all(len(r["gamma"]) == 4 for r in records)  # the four stochastic edges of tiny
+    assert "gamma" in tags["histograms"] and len(events.Histograms("gamma")) == 2
+
+
+def test_unknown_logger_is_refused(tiny, tmp_path):
+    result = CliRunner().invoke(main, ["train", str(tiny), "--budget", "50%", "--logger", "wandb",
+                                       "--run-dir", str(tmp_path / "r"), *TRAIN])
+    assert result.exit_code == 1 and "--logger wandb: unknown logger" in result.output
+
+
+def test_pareto_front_keeps_the_points_nothing_beats():
+    points = [(10, 80.0), (5, 70.0), (7, 69.0), (12, 79.0), (3, 50.0), (10, 81.0)]
+    assert pareto_front(points) == [(3, 50.0), (5, 70.0), (10, 81.0)]
+    assert pareto_front([]) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sweep_runs_on_a_local_ray_cluster(tiny, tmp_path):
+    ray_cli = Path(sys.executable).with_name("ray")
+    assert ray_cli.exists(), "the test extra installs ray"
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    start = [str(ray_cli), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+             "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"]
+    subprocess.run(start, check=True, capture_output=True, env=env, timeout=180)
+    try:
+        out = tmp_path / "sweep"
+        cmd = [sys.executable, "-m", "bsnc", "sweep", str(tiny), "--budget", "60%", "--seeds", "0,1",
+               "--no-baseline", "--out", str(out), "--ray", f"127.0.0.1:{port}", *TRAIN]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        rows = _rows(out)
+        assert {r["status"] for r in rows.values()} == {"done"} and set(rows) == {
+            "budget-60pct_seed-0", "budget-60pct_seed-1"}
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, env=env, timeout=120)
