@@ -159,7 +159,7 @@ def summarise(run: PlannedRun, run_dir: Path, status: str, seconds: float, error
         return result
     point = _shipped_point(run_dir)
     if point is not None:  # what best.pt holds: the most accurate point of the front within budget
-        result.cost, result.within_budget = point.cost, point.within
+        result.cost, result.within_budget = point.cost, point.within_budget
         result.val_acc, result.test_acc, result.epoch = point.val_acc, point.test_acc, point.epoch
     else:
         shipped = shipped_record(records)
