@@ -85,7 +85,7 @@ def _commands(source: Path, run: Path, out: Path) -> dict[str, list[str]]:
     return {
         "resume": ["train", str(source), "--data", "fake", "--budget", "1M", "--epochs", "1", "--batch-size", "32",
                    "--device", "cpu", "--run-dir", str(run), "--quiet", "--resume"],
-        "export": ["export", str(run), "--prune", "-o", str(out)],
+        "export": ["export", str(run / "ckpt.pt"), "--prune", "-o", str(out)],
         "draw": ["draw", str(source), "--probs", str(run), "-o", str(out / "d")],
     }
 

@@ -256,7 +256,13 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
     network = network_from_program(program, state.get("defines", {}))
     proposal = load_mask(mask, network) if mask is not None else None
     if proposal is None and network.stochastic_edges:
-        proposal = kept_proposal(network, state["model"]["gate_logits"], threshold)
+        logits = state["model"].get("gate_logits")
+        wanted = (len(network.stochastic_edges),)
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != wanted:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise BsncError(f"{display_path(checkpoint)}: its weights do not fit network {network.name}: "
+                            f"gate_logits is {shape}, expected {wanted} (one per stochastic edge)")
+        proposal = kept_proposal(network, logits, threshold)
     if not allow_over_budget and proposal is not None:
         _check_budget(network, state, proposal, checkpoint)
     history = state.get("history") or []
