@@ -108,6 +108,13 @@ def _save(fig: Any, out: Path, name: str, title: str) -> Figure:
     return Figure(name, title, figures["png"], figures["svg"])
 
 
+def _engineering():
+    """Axis labels as 200 k, 1.2 M: costs span orders of magnitude."""
+    from matplotlib.ticker import EngFormatter
+
+    return EngFormatter(sep=" ")
+
+
 def _epochs(records: Sequence[Mapping[str, Any]]) -> list[int]:
     return [int(r["epoch"]) for r in records]
 
@@ -163,6 +170,7 @@ def cost_figure(records: Sequence[Mapping[str, Any]], out: Path, cost_name: str,
     if cheapest:
         ax.axhline(cheapest[-1], color="0.4", linestyle=":", label=f"cheapest consistent {human(cheapest[-1])}")
     ax.set(title=f"Cost per example ({cost_name}) against the budget", xlabel="epoch", ylabel=f"{cost_name} per example")
+    ax.yaxis.set_major_formatter(_engineering())
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -199,6 +207,9 @@ def gamma_heatmap(records: Sequence[Mapping[str, Any]], out: Path) -> Figure | N
     fig, ax = plt.subplots(figsize=(8, height))
     image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest",
                       extent=(keyed[0]["epoch"] - 0.5, keyed[-1]["epoch"] + 0.5, len(keys) - 0.5, -0.5))
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(title="Edge probabilities γ over the epochs", xlabel="epoch", ylabel="stochastic edge")
     if len(keys) <= 60:
         ax.set_yticks(range(len(keys)), labels=keys, fontsize=6)
@@ -254,6 +265,7 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], out: Path, title: str) -> Fi
         ax.scatter([r["cost"]], [r["test_acc"] * 100], marker="*", s=140, color="black", zorder=3,
                    label="full network (static baseline)" if i == 0 else None)
     ax.set(title=title, xlabel=f"{cost_name} per example (shipped architecture)", ylabel="test accuracy (%)")
+    ax.xaxis.set_major_formatter(_engineering())
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
