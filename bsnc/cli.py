@@ -408,6 +408,9 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
     towards architectures with low loss + lambda * penalty(cost / budget). A network with no
     stochastic edge trains as a plain network. Under torchrun, training is distributed.
 
+    Exit status 3 when no epoch's architecture reached the output within the budget (the run's
+    files are written; export refuses it unless --allow-over-budget). See docs/search.md.
+
     \b
     Example:
       bsnc train fabrics/cnf.bsn -D W=4 -D C=16 -D size=8 -D in_channels=1 \\

@@ -87,3 +87,17 @@ def test_using_the_budget_helps_only_within_it():
     total = rewards.reward(torch.zeros(5), ratio, torch.zeros(5, dtype=torch.bool), lam=2.0, kind="hinge",
                            empty=math.log(10), full_ratio=3.0, use_weight=0.1)
     assert total[:3].max() < total[3:].min(), "with the hinge, every architecture within budget beats every one over"
+
+
+def test_epoch_warnings_name_an_inconsistent_or_over_budget_architecture():
+    from bsnc.costs.analytic import FlopsCost
+    from bsnc.lang.frontend import load_network
+    from bsnc.search.warnings import epoch_warnings
+    from tests.helpers import FABRICS
+
+    cost = FlopsCost(load_network(FABRICS / "cnf.bsn", {"W": "2", "C": "2", "size": "4", "in_channels": "1"}))
+    assert [*epoch_warnings(cost, 3, False, 0.0, 100.0)] == [
+        "epoch 3: the deterministic architecture (γ > 0.5) does not reach the output; it is no model"]
+    assert [*epoch_warnings(cost, 4, True, 150.0, 100.0)] == [
+        "epoch 4: the deterministic architecture costs 150, over the budget 100"]
+    assert [*epoch_warnings(cost, 5, True, 90.0, 100.0)] == []

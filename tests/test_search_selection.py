@@ -54,3 +54,11 @@ def test_the_front_round_trips_through_json():
     again = ParetoFront.from_json(front.to_json())
     assert again.points == front.points
     assert front.to_json()[0]["file"] == "pareto/epoch-001.pt"
+
+
+def test_a_pick_that_is_no_cost_names_the_option():
+    def parse(text: str) -> float:
+        raise UsageError(f"--budget {text}: not a number")
+
+    with pytest.raises(UsageError, match="--pick fastest: expected best, cheapest, or a cost"):
+        _front((1, 0.7, 50, True)).pick("fastest", parse)

@@ -304,11 +304,18 @@ def _choose_checkpoint(path: Path, pick: str | None, allow_over_budget: bool) ->
                         "export --pick cheapest or --pick COST with --allow-over-budget, or train again "
                         "(a larger budget, more epochs)")
     network_cost = _run_cost(state)
-    point = front.pick(pick, network_cost.parse_budget if network_cost is not None else float)
+    point = front.pick(pick, network_cost.parse_budget if network_cost is not None else _plain_number)
     target = path / point.file
     if not target.is_file():
         raise BsncError(f"{display_path(target)}: the checkpoint of the Pareto point of epoch {point.epoch} is missing")
     return target
+
+
+def _plain_number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--pick {text}: not a number") from None
 
 
 def _run_cost(state: dict[str, Any]):

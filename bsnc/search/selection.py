@@ -86,7 +86,11 @@ class ParetoFront:
         if choice == "cheapest":
             point = self.cheapest()
         else:
-            limit = parse_cost(choice)
+            try:
+                limit = parse_cost(choice)
+            except UsageError:
+                raise UsageError(f"--pick {choice}: expected best, cheapest, or a cost in the run's unit "
+                                 "such as 200k") from None
             point = self.at_most(limit)
             if point is None and self.points:
                 raise UsageError(f"--pick {choice}: every architecture of this run's Pareto front costs more "
