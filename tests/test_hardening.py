@@ -176,6 +176,8 @@ def test_draw_output_is_never_an_option(tiny: Path, tmp_path: Path) -> None:
     ("--batch-size", "99999999999", "--batch-size 99999999999: expected an integer from 1 to 16,777,216"),
     ("--seed", "99999999999999999999999", "--seed 99999999999999999999999: expected an integer from 0"),
     ("--seed", "-1", "--seed -1: expected an integer from 0"),
+    ("--workers", "100000", "--workers 100000: expected an integer from 0 to 256"),
+    ("--epochs", "10000000000000000000000", "--epochs 10000000000000000000000: expected an integer from 1"),
 ])
 def test_numeric_train_options_are_checked(tmp_path: Path, tiny: Path, option: str, value: str, message: str) -> None:
     args = ["train", str(tiny), "--data", "fake", "--epochs", "1", "--budget", "1k", "--device", "cpu",
@@ -242,3 +244,11 @@ def test_config_file_that_is_a_fifo_is_refused(tmp_path: Path, tiny: Path) -> No
     result = CliRunner().invoke(main, ["train", str(tiny), "--config", str(fifo)])
     assert result.exit_code == 2
     assert "not a regular file (a FIFO)" in result.output
+
+
+def test_latency_table_counts_are_bounded(tiny: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["latency-table", str(tiny), "--repeats", "100000000000",
+                                       "-o", str(tmp_path / "t.json")])
+    assert result.exit_code == 1
+    assert "--repeats 100000000000: expected an integer from 1 to 1,000,000" in result.stderr
+    assert not (tmp_path / "t.json").exists()
