@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from bsnc.cli import main
-from bsnc.files import atomic_write_text, remove_leftovers
+from bsnc.files import atomic_write_text, remove_leftovers, remove_staging
 from bsnc.ops import printable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,11 +139,13 @@ def test_leftover_temporary_files_are_removed(tmp_path: Path) -> None:
     staging = tmp_path / ".bsnc-staging-export.x1y2z3"
     staging.mkdir()
     (staging / "a.bsn").write_text("half")
-    other = tmp_path / ".hidden"
-    other.write_text("mine")
-    removed = remove_leftovers(tmp_path)
-    assert sorted(p.name for p in removed) == sorted([stale.name, staging.name])
-    assert (tmp_path / "keep.json").exists() and other.exists()
+    others = tmp_path / ".bsnc-staging-export2.x1y2z3"  # another directory's build: left alone
+    others.mkdir()
+    hidden = tmp_path / ".hidden"
+    hidden.write_text("mine")
+    assert remove_leftovers(tmp_path) == [stale]
+    assert remove_staging(tmp_path / "export") == [staging]
+    assert (tmp_path / "keep.json").exists() and hidden.exists() and others.exists()
 
 
 @pytest.mark.parametrize("text", ["a\nimport os", "a\rimport os", "a\x0bb", "a\u2028b", "a\x85b",
