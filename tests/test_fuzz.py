@@ -15,7 +15,7 @@ INPUTS_PER_SEED = 600
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_fuzz_campaign(seed: int) -> None:
-    stats = campaign(seed, count=INPUTS_PER_SEED, max_runs=4)
+    stats = campaign(seed, count=INPUTS_PER_SEED, max_runs=10)
     print(f"fuzz seed {seed}: {stats.line()}")
     assert stats.inputs == INPUTS_PER_SEED
     assert not stats.failures, "\n\n".join(f"{f.source}: {f.problem}\n{f.text[:2000]!r}" for f in stats.failures[:3])
