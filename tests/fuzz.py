@@ -74,10 +74,11 @@ class Stats:
 _NAMES = ["x", "y", "a", "b", "n", "h", "i", "s", "C", "W", "size", "conv", "relu", "bn", "linear", "identity",
           "flatten", "global_avgpool", "upsample", "maxpool", "avgpool", "dropout", "pad_channels", "sum", "mean",
           "min", "max", "log2", "int", "float", "abs", "k", "c", "f", "stride", "padding", "m", "training",
-          "forward", "self", "__init__", "edges", "post", "plan", "torch", "nn"]
-_INTS = ["0", "1", "2", "3", "4", "8", "16", "63", "64", "9223372036854775807", "9223372036854775808",
-         "99999999999999999999999", "2147483648"]
-_FLOATS = ["0.5", "1.0", "0.0", "1e999", "2.5e-3", "1e308"]
+          "forward", "self", "__init__", "edges", "plan", "torch", "nn"]
+# mostly ordinary values, some extreme ones
+_INTS = ["1", "2", "3", "4", "8"] * 40 + ["0", "16", "63", "64", "9223372036854775807", "9223372036854775808",
+                                          "99999999999999999999999", "2147483648"]
+_FLOATS = ["0.5", "1.0", "0.25"] * 30 + ["0.0", "1e999", "2.5e-3", "1e308"]
 _STRINGS = ['"same"', '"valid"', '"nearest"', '"bilinear"', '"sum"', '""', '"\\n"', '"a\\tb"', '"x.bsn"',
             '"/etc/passwd"', '"fuzz.bsn"']
 _TERMINALS = {
@@ -116,8 +117,12 @@ class GrammarGenerator:
         return height
 
     def generate(self) -> str:
+        """A derivation of the whole grammar, then one of a network (a file needs one to go
+        further than the parser)."""
         out: list[str] = []
         self._expand("start", 0, out)
+        if self.rng.random() < 0.8:
+            self._expand("network_def", 0, out)
         return " ".join(out) + "\n"
 
     def _expand(self, name: str, depth: int, out: list[str]) -> None:
