@@ -287,11 +287,17 @@ def latency_table(file: Path, defines: dict[str, str], device: str, output: Path
       bsnc latency-table fabrics/resnet_fabric_n3.bsn -o cpu.json
       bsnc cost fabrics/resnet_fabric_n3.bsn --cost latency:cpu.json
     """
+    from bsnc import numeric
     from bsnc.costs import latency
+    from bsnc.costs.memory import check_fits
     from bsnc.lang.frontend import load_network
 
+    numeric.whole("--batch-size", batch_size, 1, numeric.MAX_BATCH_SIZE)
+    numeric.whole("--samples", samples, 0, numeric.MAX_REPEATS)
+    numeric.whole("--repeats", repeats, 1, numeric.MAX_REPEATS)
     network = load_network(file, defines)
     target = latency.resolve_device(device)
+    check_fits(network, target, batch_size)
     existing = None
     if output.exists():
         existing = latency.LatencyTable.load(output)

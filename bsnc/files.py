@@ -146,25 +146,36 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def remove_leftovers(directory: str | Path) -> list[Path]:
-    """Remove what an interrupted bsnc left in ``directory``: atomic_open's temporary files and
-    staging directories. Returns what was removed."""
-    directory = Path(directory)
+    """Remove the temporary files atomic_open left in ``directory`` when a write was interrupted
+    (by whoever owns the directory, e.g. a run starting or resuming). Returns what was removed."""
     removed: list[Path] = []
     try:
-        entries = list(directory.iterdir())
+        entries = list(Path(directory).iterdir())
     except OSError:
         return removed
     for entry in entries:
-        try:
-            if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            elif _TEMP.match(entry.name) and entry.is_file() and not entry.is_symlink():
+        if _TEMP.match(entry.name) and entry.is_file() and not entry.is_symlink():
+            try:
                 entry.unlink()
-            else:
+            except OSError:
                 continue
-        except OSError:
-            continue
-        removed.append(entry)
+            removed.append(entry)
+    return removed
+
+
+def remove_staging(target: str | Path) -> list[Path]:
+    """Remove the staging directories an interrupted build of ``target`` left beside it (only
+    those of ``target``: other writers in the same directory are left alone)."""
+    target = Path(target)
+    removed: list[Path] = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(f"{STAGING_PREFIX}{target.name}.") and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
     return removed
 
 

@@ -9,6 +9,9 @@ from bsnc.errors import UsageError
 
 MAX_SEED = 2**32 - 1
 MAX_BATCH_SIZE = 2**24
+MAX_EPOCHS = 1_000_000
+MAX_WORKERS = 256  # data-loading processes
+MAX_REPEATS = 1_000_000  # timings of one edge, or architectures timed end to end
 
 
 def real(option: str, value: float, minimum: float | None = None, maximum: float | None = None,

@@ -121,3 +121,16 @@ def test_unsafe_checkpoint_is_explained_in_bsncs_words(trained, tmp_path: Path) 
         assert "refused: it holds Python objects other than tensors" in result.stderr
         assert "weights_only" not in result.stderr and "Traceback" not in result.output
     assert not marker.exists()
+
+
+def test_use_it_hint_is_python_that_names_the_exported_files(trained, tmp_path: Path) -> None:
+    import ast
+
+    _, run, _ = trained
+    out = tmp_path / "it's a \"dir\"; rm -rf ~"
+    result = CliRunner().invoke(main, ["export", str(run), "--prune", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    hint = next(line for line in result.stdout.splitlines() if line.startswith("use it: "))
+    calls = [node for node in ast.walk(ast.parse(hint.removeprefix("use it: "))) if isinstance(node, ast.Call)]
+    literals = [arg.value for call in calls for arg in call.args if isinstance(arg, ast.Constant)]
+    assert literals == [str(out / "tiny_pruned.bsn"), str(out / "tiny_pruned.pt")]

@@ -232,3 +232,15 @@ def test_export_header_escapes_control_characters(tmp_path):
     assert "latency:evil\\nnetwork x() {}\\r.json" in text and "1\\x0bms" in text and "m\\u2028.json" in text
     assert len(load_program(tmp_path / "o" / "cnf_pruned.bsn").root.tree.items) > 1
     assert all(line.startswith(("#", "", " ", "}", "network", "module")) for line in text.split("\n"))
+
+
+def test_export_swap_without_renameat2_keeps_a_whole_set(tmp_path, monkeypatch):
+    import bsnc.files
+
+    program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 2, "C": 4, "size": 8})
+    out = tmp_path / "out"
+    export(network, program, module.state_dict(), out, draw_diagram=False)
+    monkeypatch.setattr(bsnc.files, "_exchange", lambda a, b: False)  # another OS: rename aside, then in
+    export(network, program, module.state_dict(), out, meta={"cost": "params"}, draw_diagram=False)
+    assert "# cost params" in (out / "cnf_pruned.bsn").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

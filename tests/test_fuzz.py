@@ -15,7 +15,7 @@ INPUTS_PER_SEED = 600
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_fuzz_campaign(seed: int) -> None:
-    stats = campaign(seed, count=INPUTS_PER_SEED, max_runs=4)
+    stats = campaign(seed, count=INPUTS_PER_SEED, max_runs=10)
     print(f"fuzz seed {seed}: {stats.line()}")
     assert stats.inputs == INPUTS_PER_SEED
     assert not stats.failures, "\n\n".join(f"{f.source}: {f.problem}\n{f.text[:2000]!r}" for f in stats.failures[:3])
@@ -39,14 +39,20 @@ def test_the_fuzzer_catches_each_kind_of_failure(tmp_path, monkeypatch) -> None:
         stats = fuzz.Stats()
         with monkeypatch.context() as m:
             patch(m)
-            fuzz.check(text.encode(), tmp_path, stats, "test", rng, ceiling=1.0)
+            fuzz.check(text.encode(), tmp_path, stats, "test", rng, ceiling=1.0, wall_ceiling=3.0)
         return stats
+
+    def spin(path):
+        while True:
+            pass
 
     crash = run(lambda m: m.setattr(frontend, "load_network", lambda path: {}["boom"]))
     assert "KeyError: 'boom'" in crash.failures[0].problem
-
-    hang = run(lambda m: m.setattr(frontend, "load_network", lambda path: time.sleep(5)))
-    assert hang.failures[0].problem == "took more than 1.0 s"
+    expected = "took more than 1.0 s of CPU time or 3.0 s of wall time"
+    busy = run(lambda m: m.setattr(frontend, "load_network", spin))
+    assert busy.failures[0].problem == expected
+    blocked = run(lambda m: m.setattr(frontend, "load_network", lambda path: time.sleep(10)))
+    assert blocked.failures[0].problem == expected
 
     tiny = "network t() {\n    input x : [4]\n    output y : [4]\n    x -> y : linear(4)\n}\n"
     stats = fuzz.Stats()

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from bsnc.cli import main
-from bsnc.files import atomic_write_text, remove_leftovers
+from bsnc.files import atomic_write_text, remove_leftovers, remove_staging
 from bsnc.ops import printable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,11 +139,13 @@ def test_leftover_temporary_files_are_removed(tmp_path: Path) -> None:
     staging = tmp_path / ".bsnc-staging-export.x1y2z3"
     staging.mkdir()
     (staging / "a.bsn").write_text("half")
-    other = tmp_path / ".hidden"
-    other.write_text("mine")
-    removed = remove_leftovers(tmp_path)
-    assert sorted(p.name for p in removed) == sorted([stale.name, staging.name])
-    assert (tmp_path / "keep.json").exists() and other.exists()
+    others = tmp_path / ".bsnc-staging-export2.x1y2z3"  # another directory's build: left alone
+    others.mkdir()
+    hidden = tmp_path / ".hidden"
+    hidden.write_text("mine")
+    assert remove_leftovers(tmp_path) == [stale]
+    assert remove_staging(tmp_path / "export") == [staging]
+    assert (tmp_path / "keep.json").exists() and hidden.exists() and others.exists()
 
 
 @pytest.mark.parametrize("text", ["a\nimport os", "a\rimport os", "a\x0bb", "a\u2028b", "a\x85b",
@@ -176,6 +178,8 @@ def test_draw_output_is_never_an_option(tiny: Path, tmp_path: Path) -> None:
     ("--batch-size", "99999999999", "--batch-size 99999999999: expected an integer from 1 to 16,777,216"),
     ("--seed", "99999999999999999999999", "--seed 99999999999999999999999: expected an integer from 0"),
     ("--seed", "-1", "--seed -1: expected an integer from 0"),
+    ("--workers", "100000", "--workers 100000: expected an integer from 0 to 256"),
+    ("--epochs", "10000000000000000000000", "--epochs 10000000000000000000000: expected an integer from 1"),
 ])
 def test_numeric_train_options_are_checked(tmp_path: Path, tiny: Path, option: str, value: str, message: str) -> None:
     args = ["train", str(tiny), "--data", "fake", "--epochs", "1", "--budget", "1k", "--device", "cpu",
@@ -242,3 +246,11 @@ def test_config_file_that_is_a_fifo_is_refused(tmp_path: Path, tiny: Path) -> No
     result = CliRunner().invoke(main, ["train", str(tiny), "--config", str(fifo)])
     assert result.exit_code == 2
     assert "not a regular file (a FIFO)" in result.output
+
+
+def test_latency_table_counts_are_bounded(tiny: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["latency-table", str(tiny), "--repeats", "100000000000",
+                                       "-o", str(tmp_path / "t.json")])
+    assert result.exit_code == 1
+    assert "--repeats 100000000000: expected an integer from 1 to 1,000,000" in result.stderr
+    assert not (tmp_path / "t.json").exists()

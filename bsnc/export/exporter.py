@@ -19,7 +19,7 @@ from bsnc.codegen.loader import compile_network
 from bsnc.costs.memory import check_fits
 from bsnc.costs.registry import parse_cost
 from bsnc.errors import BsncError, UsageError, display_path
-from bsnc.files import OutputError, remove_leftovers, replace_directory, staging_directory
+from bsnc.files import OutputError, remove_staging, replace_directory, staging_directory
 from bsnc.ir import Layer, Network, OpCall, ResolvedCall
 from bsnc.lang import ast
 from bsnc.lang.formatter import format_file
@@ -185,7 +185,7 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
         header.append(f"user primitives {', '.join(f'{k} ({v})' for k, v in used.items())}")
 
     _check_own_directory(out_dir)
-    remove_leftovers(out_dir.parent)  # staging directories of an interrupted export
+    remove_staging(out_dir)  # what an interrupted export of this directory left
     staging = staging_directory(out_dir)
     result = ExportResult(out_dir=out_dir, active=active, pruned=pruned)
     try:

@@ -199,6 +199,8 @@ def validate_config(config: TrainConfig) -> None:
     numeric.real("--inconsistent-penalty", config.inconsistent_penalty, 0)
     numeric.whole("--batch-size", config.batch_size, 1, numeric.MAX_BATCH_SIZE)
     numeric.whole("--seed", config.seed, 0, numeric.MAX_SEED)
+    numeric.whole("--epochs", config.epochs, 1, numeric.MAX_EPOCHS)
+    numeric.whole("--workers", config.workers, 0, numeric.MAX_WORKERS)
     if config.lam < 0:
         raise UsageError(f"--lambda {config.lam}: lambda must be >= 0")
     if config.penalty not in ("hinge", "abs"):
