@@ -3,6 +3,7 @@ ranges, augmentation, the missing-file messages, and network compatibility check
 
 from __future__ import annotations
 
+import collections
 import pickle
 from pathlib import Path
 
@@ -223,6 +224,98 @@ def test_cifar_unreadable_batch_is_a_usage_error(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"not a pickle")
     with pytest.raises(UsageError, match=r"data_batch_2 is not a CIFAR-10 python batch"):
         load_data("cifar10", tmp_path, 0)
+
+
+class _Planted:
+    """Unpickling this calls os.system: it writes a marker file if the payload ever runs."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("where", ["data_batch_1", "batches.meta"])
+def test_cifar_refuses_a_planted_pickle_without_running_it(tmp_path, where):
+    _write_cifar(tmp_path, "cifar10", per_file=2)
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "cifar-10-batches-py" / where
+    path.write_bytes(pickle.dumps({"data": _Planted(marker), "labels": [0, 1]}, protocol=2))
+    with pytest.raises(UsageError) as err:
+        load_data("cifar10", tmp_path, 0)
+    assert str(err.value) == (f"--data cifar10: {path} is not a CIFAR-10 python batch and was refused unread: "
+                              "it names posix.system, which a CIFAR batch never holds (refused; nothing was run)")
+    assert not marker.exists()
+    # the same through the command line: a located message, no traceback, exit 1, payload not run
+    from click.testing import CliRunner
+
+    from bsnc.cli import main
+
+    fabric = Path(__file__).resolve().parent.parent / "fabrics" / "resnet20.bsn"
+    result = CliRunner().invoke(main, ["train", str(fabric), "--data", "cifar10", "--data-dir", str(tmp_path),
+                                       "--epochs", "1", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "was refused unread" in result.output and "Traceback" not in result.output
+    assert not marker.exists()
+
+
+def test_restricted_unpickler_refuses_object_arrays_and_foreign_globals(tmp_path):
+    from bsnc.search.safe_pickle import RefusedPickle, load_restricted
+
+    path = tmp_path / "batch"
+    path.write_bytes(pickle.dumps({"data": np.array([1, "x"], dtype=object)}, protocol=2))
+    with pytest.raises(RefusedPickle, match="dtype 'O8'"):
+        load_restricted(path)
+    path.write_bytes(pickle.dumps({"data": collections.OrderedDict()}, protocol=2))
+    with pytest.raises(RefusedPickle, match="collections.OrderedDict"):
+        load_restricted(path)
+    path.write_bytes(pickle.dumps(np.float64(1.5), protocol=2))  # a numpy scalar: not in CIFAR
+    with pytest.raises(RefusedPickle, match="numpy.*scalar"):
+        load_restricted(path)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_restricted_unpickler_reads_arrays_like_pickle(tmp_path, protocol):
+    from bsnc.search.safe_pickle import load_restricted
+
+    value = {"data": np.arange(24, dtype=np.uint8).reshape(2, 12), "big": np.array([[1.5, 2], [3, 4]], ">f8"),
+             "fortran": np.asfortranarray(np.arange(6, dtype=np.int64).reshape(2, 3)), "labels": [3, 4],
+             "filenames": ["a.png", b"b.png"], "pair": (1, 2.5, None, True)}
+    path = tmp_path / "batch"
+    path.write_bytes(pickle.dumps(value, protocol=protocol))
+    loaded = load_restricted(path)
+    assert loaded.keys() == value.keys()
+    for key in ("data", "big", "fortran"):
+        assert loaded[key].dtype == value[key].dtype and np.array_equal(loaded[key], value[key])
+    assert [loaded[k] for k in ("labels", "filenames", "pair")] == [value[k] for k in ("labels", "filenames", "pair")]
+
+
+def test_cifar_reads_a_python2_style_batch_whose_data_is_a_latin1_string(tmp_path):
+    """The real CIFAR files were pickled by Python 2: the array's bytes are a str that must be
+    read as latin-1. Fabricate that layout by hand (protocol 2 opcodes) and read it."""
+    _write_cifar(tmp_path, "cifar10", per_file=2)
+    folder = tmp_path / "cifar-10-batches-py"
+    images = np.stack([_image(i).reshape(-1) for i in range(2)])
+
+    def py2str(raw: bytes) -> bytes:  # Python 2's str: SHORT_BINSTRING or BINSTRING
+        return (b"U" + bytes([len(raw)]) if len(raw) < 256 else b"T" + len(raw).to_bytes(4, "little")) + raw
+
+    array = (b"cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nK\x00\x85U\x01b\x87R("
+             b"K\x01K\x02M\x00\x0c\x86cnumpy\ndtype\n" + py2str(b"u1") + b"K\x00K\x01\x87R"
+             b"(K\x03" + py2str(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89"
+             + py2str(images.tobytes()) + b"tb")
+    batch = b"\x80\x02}(" + py2str(b"data") + array + py2str(b"labels") + b"](K\x03K\x04eu."
+    (folder / "data_batch_1").write_bytes(batch)
+    splits = load_data("cifar10", tmp_path, seed=0, augment=False)
+    found = {}
+    for dataset in (splits.train, splits.val):
+        for x, y in (dataset[i] for i in range(len(dataset))):
+            k = _identify(x)
+            assert torch.allclose(x, torch.from_numpy(_image(k)).float() / 127.5 - 1)
+            found[k] = int(y)
+    assert found[0] == 3 and found[1] == 4  # images 0 and 1 with the labels of the hand-made batch
 
 
 # --- LFW Part Labels ----------------------------------------------------------------------------

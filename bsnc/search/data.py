@@ -10,7 +10,6 @@ DataLoader has no workers, each worker's (seeded from the loader's generator) ot
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,116 +227,36 @@ def _load_digits(data_dir: Path | None, seed: int, input_shape: Shape | None, nu
 # --- CIFAR-10 / CIFAR-100 -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _CifarLayout:
-    title: str
-    folder: str
-    train: tuple[str, ...]
-    test: tuple[str, ...]
-    meta: str
-    label_key: str
-    classes: int
-    archive: str
-
-
-_CIFAR = {
-    "cifar10": _CifarLayout("CIFAR-10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
-                            ("test_batch",), "batches.meta", "labels", 10, "cifar-10-python.tar.gz"),
-    "cifar100": _CifarLayout("CIFAR-100", "cifar-100-python", ("train",), ("test",), "meta", "fine_labels", 100,
-                             "cifar-100-python.tar.gz"),
-}
-_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
-
-
-class CifarImages(Dataset):
-    """CIFAR images held as uint8 ``[N, 3, 32, 32]`` numpy arrays, seen through ``indices``; with
-    ``augment``, each draw pads by 4 (black), crops 32x32 at random and flips horizontally with
-    p = 1/2 (torchvision's RandomCrop(32, padding=4) and RandomHorizontalFlip, done in numpy:
-    about 20 us an image)."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray | None = None,
-                 augment: bool = False):
-        self.images = images
-        self.labels = labels
-        self.indices = np.arange(len(labels)) if indices is None else indices
-        self.augment = augment
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        j = self.indices[i]
-        image = self.images[j]
-        if self.augment:
-            draw = int(torch.randint(0, 9 * 9 * 2, ()))  # top, left and flip in one draw
-            top, left, flip = draw // 18, (draw // 2) % 9, draw % 2
-            padded = np.zeros((3, 40, 40), dtype=np.uint8)
-            padded[:, 4:36, 4:36] = image
-            image = padded[:, top:top + 32, left:left + 32]
-            if flip:
-                image = image[:, :, ::-1]
-        return torch.from_numpy(_unit_range(image)), torch.tensor(self.labels[j], dtype=torch.long)
-
-
-# what unpickling a truncated or foreign file can raise
-_UNREADABLE = (OSError, EOFError, pickle.UnpicklingError, KeyError, IndexError, TypeError, ValueError,
-               AttributeError, ImportError)
-
-
-def _read_cifar(name: str, layout: _CifarLayout, folder: Path, files: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for file in files:
-        path = folder / file
-        try:
-            with open(path, "rb") as handle:
-                entry = pickle.load(handle, encoding="latin1")
-            data = np.asarray(entry["data"], dtype=np.uint8)
-            targets = np.asarray(entry[layout.label_key], dtype=np.int64)
-            data = data.reshape(len(targets), 3, 32, 32)
-        except _UNREADABLE as exc:
-            raise UsageError(f"--data {name}: {path} is not a {layout.title} python batch "
-                             f"({type(exc).__name__}: {exc}); unpack {layout.archive} again") from None
-        if targets.size and (targets.min() < 0 or targets.max() >= layout.classes):
-            raise UsageError(f"--data {name}: {path} has labels outside 0..{layout.classes - 1}")
-        images.append(data)
-        labels.append(targets)
-    return np.concatenate(images), np.concatenate(labels)
-
-
 def _load_cifar(name: str, data_dir: Path | None, seed: int, augment: bool) -> Splits:
-    layout = _CIFAR[name]
-    unpack = (f"download {layout.title} (python version) from {_CIFAR_URL} and unpack {layout.archive} "
-              f"there (it holds {layout.folder}/)")
-    root = _require_dir(name, data_dir, f"the directory that holds {layout.folder}/; {unpack}")
-    folder = root / layout.folder
-    if not folder.is_dir() and root.name == layout.folder:
+    from bsnc.search import cifar
+
+    base, train_files, test_files, meta = cifar.files(name)
+    title, archive = cifar.TITLES[name], cifar.CLASSES[name].filename
+    unpack = (f"download {title} (python version) from {cifar.URL} and unpack {archive} "
+              f"there (it holds {base}/)")
+    root = _require_dir(name, data_dir, f"the directory that holds {base}/; {unpack}")
+    folder = root / base
+    if not folder.is_dir() and root.name == base:
         folder = root  # pointed at the unpacked folder itself
-    files = [*layout.train, *layout.test, layout.meta]
+    files = [*train_files, *test_files, meta]
     missing = [f for f in files if not (folder / f).is_file()]
     if missing:
-        listed = f"{folder}/{{{', '.join(files)}}}" if len(files) > 1 else str(folder / files[0])
+        listed = f"{folder}/{{{', '.join(files)}}}"
         absent = "none of them" if len(missing) == len(files) else ", ".join(missing)
         raise UsageError(f"--data-dir {data_dir}: {name} expects {listed} (not found: {absent}); {unpack}")
-
-    train_x, train_y = _read_cifar(name, layout, folder, layout.train)
-    test_x, test_y = _read_cifar(name, layout, folder, layout.test)
-    n = len(train_y)
-    if n < 2 or len(test_y) < 1:
-        raise UsageError(f"--data {name}: {folder} holds {n} training and {len(test_y)} test images; too few")
-    perm = _rng(seed).permutation(n)
-    n_val = max(1, n // 10)  # 45,000 / 5,000 for the real 50,000
-    info = DataInfo(name, (3, 32, 32), layout.classes, CLASSIFICATION)
-    return Splits(CifarImages(train_x, train_y, perm[n_val:], augment=augment),
-                  CifarImages(train_x, train_y, perm[:n_val]), CifarImages(test_x, test_y), info)
+    train, val, test = cifar.splits(name, root, folder, seed, augment)
+    return Splits(train, val, test, DataInfo(name, (3, 32, 32), 10 if name == "cifar10" else 100, CLASSIFICATION))
 
 
-@_register("cifar10", "CIFAR-10 from --data-dir (cifar-10-batches-py/), 32x32 colour, 10 classes")
+@_register("cifar10", "CIFAR-10 from --data-dir (cifar-10-batches-py/; pickles read by a restricted "
+                     "unpickler), 32x32 colour, 10 classes")
 def _load_cifar10(data_dir: Path | None, seed: int, input_shape: Shape | None, num_classes: int | None,
                   augment: bool) -> Splits:
     return _load_cifar("cifar10", data_dir, seed, augment)
 
 
-@_register("cifar100", "CIFAR-100 from --data-dir (cifar-100-python/), 32x32 colour, 100 classes")
+@_register("cifar100", "CIFAR-100 from --data-dir (cifar-100-python/; pickles read by a restricted "
+                      "unpickler), 32x32 colour, 100 classes")
 def _load_cifar100(data_dir: Path | None, seed: int, input_shape: Shape | None, num_classes: int | None,
                    augment: bool) -> Splits:
     return _load_cifar("cifar100", data_dir, seed, augment)
