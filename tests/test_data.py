@@ -51,8 +51,25 @@ def test_unknown_dataset_names_the_choices():
 # --- digits -------------------------------------------------------------------------------------
 
 
+# sha256 of the images then labels of scikit-learn's load_digits() as uint8 (tests/regen_digits.py)
+DIGITS_SHA256 = "87ff0c9e40dc7e2c0e34e7257799c2e3f3aec1a016363bb11cad869ec428a826"
+
+
+def test_shipped_digits_are_scikit_learns_and_small():
+    import hashlib
+
+    from bsnc.search.data import digits_arrays
+
+    images, labels = digits_arrays()
+    assert images.shape == (1797, 8, 8) and labels.shape == (1797,)
+    assert images.dtype == labels.dtype == np.uint8 and images.max() == 16 and set(labels.tolist()) == set(range(10))
+    assert hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest() == DIGITS_SHA256
+    shipped = Path(__file__).resolve().parent.parent / "bsnc" / "search" / "digits.npz"
+    assert shipped.stat().st_size < 64_000
+
+
 def test_digits_real_images_split_70_15_15_in_minus_one_to_one():
-    from sklearn.datasets import load_digits
+    from bsnc.search.data import digits_arrays
 
     splits = load_data("digits", None, seed=0)
     assert splits.info == DataInfo("digits", (1, 8, 8), 10, "classification")
@@ -63,10 +80,10 @@ def test_digits_real_images_split_70_15_15_in_minus_one_to_one():
     assert xs.shape == (1797, 1, 8, 8) and xs.dtype == torch.float32
     assert ys.dtype == torch.long and parts[0][1][0].shape == ()
     assert xs.min() == -1.0 and xs.max() == 1.0
-    # the three splits are a partition of scikit-learn's 1,797 images
-    bunch = load_digits()
-    assert torch.equal(torch.bincount(ys, minlength=10), torch.bincount(torch.as_tensor(bunch.target)))
-    original = {tuple(row) + (int(t),) for row, t in zip(bunch.data.astype(int), bunch.target)}
+    # the three splits are a partition of the 1,797 shipped images
+    images, labels = digits_arrays()
+    assert torch.equal(torch.bincount(ys, minlength=10), torch.bincount(torch.as_tensor(labels, dtype=torch.long)))
+    original = {tuple(row) + (int(t),) for row, t in zip(images.reshape(-1, 64).astype(int), labels)}
     ours = {tuple(((x.flatten() + 1) * 8).round().int().tolist()) + (int(y),) for x, y in zip(xs, ys)}
     assert ours == original
     for _, y in parts:
