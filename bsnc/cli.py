@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -9,9 +10,11 @@ from typing import Any, Callable
 
 import click
 
+from bsnc.cliparams import BsnFile, CostName, DataName, Device
 from bsnc.errors import BsncError
+from bsnc.output import NORMAL, verbosity
 
-BSN_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+BSN_FILE = BsnFile()
 
 
 class _ReportedError(click.ClickException):
@@ -27,7 +30,39 @@ class _ReportedError(click.ClickException):
         click.echo(self.error.render(), err=True)
 
 
+def _count_option(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    ctx.meta[f"bsnc.{param.name}"] = ctx.meta.get(f"bsnc.{param.name}", 0) + value
+
+
+class _Command(click.Command):
+    """A command with -q/--quiet and -v/--verbose, read through `level()` rather than passed to
+    the function."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.params += [
+            click.Option(["-q", "--quiet"], count=True, expose_value=False, callback=_count_option,
+                         help="Say less: only results and errors (no progress, no notes)."),
+            click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_count_option,
+                         help="Say more (train: every epoch's line even when not on a terminal)."),
+        ]
+
+
+def level() -> int:
+    """The verbosity of the running command: QUIET, NORMAL or VERBOSE."""
+    ctx = click.get_current_context()
+    return verbosity(ctx.meta.get("bsnc.quiet", 0), ctx.meta.get("bsnc.verbose", 0))
+
+
+def note(message: str) -> None:
+    """An informational line on stderr, unless -q."""
+    if level() >= NORMAL:
+        click.echo(message, err=True)
+
+
 class _Group(click.Group):
+    command_class = _Command
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -43,6 +78,19 @@ def _parse_defines(ctx: click.Context, param: click.Parameter, values: tuple[str
             raise click.BadParameter(f"{item!r}: expected NAME=VALUE, e.g. -D W=4", ctx=ctx, param=param)
         defines[name.strip()] = value.strip()
     return defines
+
+
+def _parse_fractions(value: Any, option: str) -> tuple[float, ...]:
+    """'0.5,0.75' (or a list from a config file) to fractions in (0, 1)."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    try:
+        fractions = tuple(float(item) for item in items if str(item).strip())
+    except ValueError:
+        fractions = ()
+    if not fractions or not all(0 < f < 1 for f in fractions):
+        raise click.BadParameter(f"{value!r}: expected fractions of the epochs between 0 and 1, e.g. 0.5,0.75",
+                                 param_hint=option)
+    return fractions
 
 
 def defines_option(fn: Callable) -> Callable:
@@ -71,7 +119,8 @@ def main() -> None:
 @main.command()
 @click.argument("file", type=BSN_FILE)
 @defines_option
-def check(file: Path, defines: dict[str, str]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON for scripts.")
+def check(file: Path, defines: dict[str, str], as_json: bool) -> None:
     """Validate FILE and print a summary of its super network.
 
     Reports layers, edges (stochastic and fixed), the parameter count of the full network and
@@ -83,19 +132,22 @@ def check(file: Path, defines: dict[str, str]) -> None:
       bsnc check fabrics/cnf.bsn -D W=2 -D C=16 -D size=8
     """
     from bsnc.lang.frontend import load_network
-    from bsnc.lang.summary import summary_lines
+    from bsnc.lang.summary import summary_dict, summary_lines
 
     network = load_network(file, defines)
+    if as_json:
+        click.echo(json.dumps(summary_dict(network), indent=2))
+        return
     for line in summary_lines(network):
         click.echo(line)
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=BSN_FILE)
+@click.argument("files", nargs=-1, required=True, type=BsnFile(stdin=True))
 @click.option("--check", "check_only", is_flag=True, help="Only check: exit 1 if a FILE is not in canonical form.")
 @click.option("-w", "--write", is_flag=True, help="Rewrite each FILE in place in canonical form.")
 def fmt(files: tuple[Path, ...], check_only: bool, write: bool) -> None:
-    """Print FILE in canonical form, or check or rewrite FILES.
+    """Print FILE in canonical form, or check or rewrite FILES. FILE - reads standard input.
 
     Canonical form: four-space indentation, one statement per line, minimal parentheses;
     comments and blank-line groups are kept.
@@ -105,33 +157,37 @@ def fmt(files: tuple[Path, ...], check_only: bool, write: bool) -> None:
       bsnc fmt fabrics/cnf.bsn
       bsnc fmt --check fabrics/*.bsn
       bsnc fmt -w my_fabric.bsn
+      cat my_fabric.bsn | bsnc fmt -
     """
     from bsnc.errors import display_path
     from bsnc.files import atomic_write_text
     from bsnc.lang.formatter import format_file
-    from bsnc.lang.parser import parse, read_source
+    from bsnc.lang.parser import decode_source, parse, read_source
 
     if check_only and write:
         raise click.UsageError("--check and --write exclude each other")
     if not (check_only or write) and len(files) > 1:
         raise click.UsageError(f"got {len(files)} files; give one FILE to print, or use --check or --write")
+    if write and "-" in files:
+        raise click.UsageError("--write cannot rewrite standard input (FILE -); print it instead")
     unformatted = 0
     for file in files:
-        shown = display_path(file)
-        text = read_source(file, shown)
+        shown = "<stdin>" if file == "-" else display_path(file)
+        text = decode_source(sys.stdin.buffer.read(), shown) if file == "-" else read_source(file, shown)
         canonical = format_file(parse(text, shown))
         if check_only:
             if canonical != text:
-                click.echo(f"{shown}: not in canonical form; run `bsnc fmt -w {shown}`", err=True)
+                fix = "bsnc fmt - prints it canonical" if file == "-" else f"run `bsnc fmt -w {shown}`"
+                click.echo(f"{shown}: not in canonical form; {fix}", err=True)
                 unformatted += 1
             else:
-                click.echo(f"{shown}: canonical")
+                note(f"{shown}: canonical")
         elif write:
             if canonical != text:
                 atomic_write_text(file, canonical)
-                click.echo(f"{shown}: reformatted")
+                note(f"{shown}: reformatted")
             else:
-                click.echo(f"{shown}: already canonical")
+                note(f"{shown}: already canonical")
         else:
             click.echo(canonical, nl=False)
     if unformatted:
@@ -143,7 +199,8 @@ def fmt(files: tuple[Path, ...], check_only: bool, write: bool) -> None:
 @defines_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Write the module here instead of printing it.")
-def compile_command(file: Path, defines: dict[str, str], output: Path | None) -> None:
+@click.option("--force", is_flag=True, help="Overwrite -o even if bsnc did not write it.")
+def compile_command(file: Path, defines: dict[str, str], output: Path | None, force: bool) -> None:
     """Generate the PyTorch module of FILE's network.
 
     A network with stochastic edges becomes a module that samples one architecture per
@@ -164,16 +221,20 @@ def compile_command(file: Path, defines: dict[str, str], output: Path | None) ->
     if output is None:
         click.echo(source, nl=False)
         return
+    from bsnc.output import guard_overwrite, record_written
+
+    guard_overwrite([output], force, f"-o {output}")
     atomic_write_text(output, source)
+    record_written([output])
     stochastic = len(network.stochastic_edges)
     kind = f"{stochastic} stochastic edges" if stochastic else "static, imports only torch"
-    click.echo(f"wrote {output}: class {network.name}, {len(network.edges)} edges ({kind})", err=True)
+    note(f"wrote {output}: class {network.name}, {len(network.edges)} edges ({kind})")
 
 
 @main.command()
 @click.argument("file", type=BSN_FILE)
 @defines_option
-@click.option("--cost", "costs", multiple=True, metavar="NAME",
+@click.option("--cost", "costs", type=CostName(), multiple=True, metavar="NAME",
               help="flops, params, latency:TABLE.json, distributed:n=K, package.module:function or an "
                    "entry point of group bsnc.costs. Repeatable. Default: flops and params.")
 @click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -200,8 +261,8 @@ def cost(file: Path, defines: dict[str, str], costs: tuple[str, ...], mask: Path
 @main.command("latency-table")
 @click.argument("file", type=BSN_FILE)
 @defines_option
-@click.option("--device", type=click.Choice(["cpu", "cuda", "mps"]), default="cpu", show_default=True,
-              help="Device to time the edges on.")
+@click.option("--device", type=Device(auto=False), default="cpu", show_default=True,
+              help="Device to time the edges on: cpu, mps, cuda or cuda:N.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("latency.json"),
               show_default=True, help="Table to write; an existing table of the same device is extended.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
@@ -247,31 +308,19 @@ def latency_table(file: Path, defines: dict[str, str], device: str, output: Path
 
 
 def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    """Values from a JSON or TOML file become defaults that command-line flags override."""
+    """Values from a TOML, YAML or JSON file (or a run's config.json) become defaults that
+    command-line flags override."""
     if value is None:
         return None
-    import json
-
-    import tomllib
+    from bsnc.config import option_defaults, read_table
 
     try:
-        text = value.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if value.suffix == ".toml" else json.loads(text)
+        data, _ = read_table(value)
     except (OSError, ValueError) as exc:
-        raise click.BadParameter(f"{value}: cannot read it as {'TOML' if value.suffix == '.toml' else 'JSON'} ({exc})",
-                                 ctx=ctx, param=param) from None
-    if not isinstance(data, dict):
-        raise click.BadParameter(f"{value}: expected a table of option names to values", ctx=ctx, param=param)
-    known = {p.name for p in ctx.command.params}
-    defaults = {}
-    for key, item in data.items():
-        name = key.replace("-", "_")
-        name = {"lambda": "lam", "define": "defines"}.get(name, name)
-        if name not in known or name == "config":
-            raise click.BadParameter(f"{value}: unknown option {key!r}", ctx=ctx, param=param)
-        if name == "defines" and isinstance(item, dict):
-            item = [f"{k}={v}" for k, v in item.items()]
-        defaults[name] = item
+        raise click.BadParameter(f"{value}: cannot read it ({exc})", ctx=ctx, param=param) from None
+    defaults, unknown = option_defaults(data, {p.name for p in ctx.command.params if p.name})
+    if unknown is not None:
+        raise click.BadParameter(f"{value}: unknown option {unknown!r}", ctx=ctx, param=param)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
 
@@ -281,11 +330,13 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @defines_option
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True,
               expose_value=False, callback=_load_config_file,
-              help="JSON or TOML file of option values (e.g. epochs = 30); flags override it.")
-@click.option("--data", default="digits", show_default=True, metavar="NAME",
-              help="digits (built in), cifar10, cifar100, partlabels, synthetic-seg or fake.")
+              help="TOML, YAML or JSON file of option values (e.g. epochs = 30), or a run's config.json to "
+                   "replay it; flags override it.")
+@click.option("--data", type=DataName(), default="digits", show_default=True, metavar="NAME",
+              help="digits (built in), cifar10, cifar100, partlabels, synthetic-seg, fake, imagefolder, "
+                   "package.module:function or an entry point of group bsnc.datasets.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the dataset's files are.")
-@click.option("--cost", default="flops", show_default=True, metavar="NAME",
+@click.option("--cost", type=CostName(), default="flops", show_default=True, metavar="NAME",
               help="flops, params, latency:TABLE.json, distributed:n=K or package.module:function.")
 @click.option("--budget", metavar="VALUE", help="Maximum cost, with units: 40.9M, 0.27M, 12ms, 6.")
 @click.option("--lambda", "lam", type=float, default=2.0, show_default=True,
@@ -298,28 +349,44 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Epochs with every edge on and Γ frozen before the search.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True,
+              help="Optimiser of the weights (the paper's: SGD with momentum); Γ shares it.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
-              help="Learning rate of the weights (divided by 10 at 50% and 75% of the epochs).")
+              help="Learning rate of the weights.")
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
+              help="SGD momentum (unused by adam and adamw).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Weight decay of the weights (not of Γ).")
+@click.option("--schedule", type=click.Choice(["step", "cosine", "constant"]), default="step", show_default=True,
+              help="The weights' learning-rate schedule: step divides it by 10 at each --milestones fraction of "
+                   "the epochs.")
+@click.option("--milestones", default="0.5,0.75", show_default=True, metavar="F,F,...",
+              callback=lambda ctx, param, value: _parse_fractions(value, "--milestones"),
+              help="With --schedule step: fractions of the epochs where the learning rate drops.")
 @click.option("--path-lr", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Learning rate of the edge probabilities Γ (SGD on their logits; not decayed).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
-              help="auto: cuda, then mps, then cpu.")
+@click.option("--device", type=Device(), default="auto", show_default=True,
+              help="auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N.")
 @click.option("--amp", is_flag=True, help="Mixed precision (autocast + grad scaler) on CUDA.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where config.json, metrics.jsonl, ckpt.pt and best.pt go [default: runs/NETWORK].")
-@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its ckpt.pt.")
+              help="Where config.json, metrics.jsonl, ckpt.pt and best.pt go [default: runs/FILE/N, numbered, "
+                   "with runs/FILE/latest pointing at the newest].")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir (default: runs/FILE/latest) from its "
+                                             "ckpt.pt.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data-loading processes.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (and no per-epoch lines).")
 def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None, cost: str, budget: str | None,
           lam: float, penalty: str, inconsistent_penalty: float, epochs: int, warmup_epochs: int, batch_size: int,
-          lr: float, path_lr: float, device: str, amp: bool, seed: int, run_dir: Path | None, resume: bool,
-          workers: int, quiet: bool) -> None:
+          optimizer: str, lr: float, momentum: float, weight_decay: float, schedule: str,
+          milestones: tuple[float, ...], path_lr: float, device: str, amp: bool, seed: int, run_dir: Path | None,
+          resume: bool, workers: int, as_json: bool) -> None:
     """Train FILE's super network under a budget: weights and edge probabilities together.
 
     Each example samples its own architecture; REINFORCE pushes the edge probabilities
     towards architectures with low loss + lambda * penalty(cost / budget). A network with no
     stochastic edge trains as a plain network. Under torchrun, training is distributed.
+    Progress bars show on a terminal only; -q also drops the per-epoch lines.
 
     \b
     Example:
@@ -327,22 +394,27 @@ def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None,
           --data digits --cost flops --budget 2M --epochs 20
       bsnc train fabrics/resnet_fabric_n3.bsn --data cifar10 --data-dir ~/data \\
           --cost params --budget 0.27M --epochs 300 --warmup-epochs 50
-      torchrun --nproc_per_node 2 -m bsnc train fabrics/cnf_w8.bsn --data cifar10 ...
+      bsnc train cnf_w8 --config runs/cnf_w8/0/config.json --seed 1
+      torchrun --nproc_per_node 2 -m bsnc train fabrics/cnf_w8.bsn --run-dir runs/ddp --data cifar10 ...
     """
-    from bsnc.search.train import TrainConfig
-    from bsnc.search.train import train as run_training
+    from bsnc import api
+    from bsnc.output import NORMAL, choose_run_dir, progress_wanted
 
     if amp and device == "cpu":
-        click.echo("note: --amp needs CUDA; training in float32", err=True)
-    config = TrainConfig(
-        file=str(file.resolve()), defines=defines, data=data, data_dir=str(data_dir) if data_dir else None, cost=cost,
-        budget=budget, lam=lam, penalty=penalty, inconsistent_penalty=inconsistent_penalty, epochs=epochs,
-        warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, path_lr=path_lr, device=device, amp=amp,
-        seed=seed, run_dir=str(run_dir or Path("runs") / file.stem), resume=resume, workers=workers,
-        progress=not quiet,
+        note("note: --amp needs CUDA; training in float32")
+    chosen = choose_run_dir(run_dir, Path("runs") / file.stem, resume)
+    result = api.train(
+        file, data, defines=defines, data_dir=data_dir, cost=cost, budget=budget, lam=lam, penalty=penalty,
+        inconsistent_penalty=inconsistent_penalty, epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size,
+        optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
+        milestones=milestones, path_lr=path_lr, device=device, amp=amp, seed=seed, run_dir=chosen, resume=resume,
+        workers=workers, progress=progress_wanted(level()), quiet=as_json or level() < NORMAL,
     )
-    result = run_training(config)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+        return
+    if as_json:
+        click.echo(json.dumps(api.run_summary(result), indent=2))
+    else:
         click.echo(f"done: test accuracy {result.test_acc * 100:.2f}%, run directory {result.run_dir}")
 
 
@@ -356,25 +428,54 @@ def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None,
               help='Export this architecture instead: JSON {"edges": {"EDGE KEY": true|false}}.')
 @click.option("--keep-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="Keep the stochastic edges whose probability is above this.")
-def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, keep_threshold: float) -> None:
+@click.option("--network", type=BSN_FILE, metavar="FILE",
+              help="RUN_DIR_OR_CKPT is a plain state dict from your own training loop: the .bsn file (or shipped "
+                   "name) of its model; give its -D values too.")
+@defines_option
+@click.option("--force", is_flag=True, help="Overwrite files in the output directory that bsnc did not write.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, keep_threshold: float,
+           network: Path | None, defines: dict[str, str], force: bool, as_json: bool) -> None:
     """Export a trained run as a pruned static network.
 
     Writes NAME_pruned.bsn (the architecture as a static .bsn file), NAME_pruned.pt (its
     weights), NAME_pruned.py (a plain PyTorch module that needs only torch) and NAME.dot with
     NAME.svg and NAME.png (a diagram of the super network, kept edges solid). A run directory
-    exports best.pt (the best validation accuracy within budget) when there is one, else ckpt.pt.
+    exports best.pt (the best validation accuracy within budget) when there is one, else ckpt.pt;
+    runs/NAME exports its latest run. Weights saved from your own loop (torch.save of a
+    bsnc.load model's state_dict) export with --network FILE and the model's -D values.
 
     \b
     Example:
       bsnc export runs/cnf --prune
       bsnc export runs/cnf/ckpt.pt --prune -o shipped/ --keep-threshold 0.3
+      bsnc export own.pt --prune --network cnf_w8 -D C=16 -o shipped/
     """
-    from bsnc.export.exporter import export_run
+    from bsnc import api
+    from bsnc.output import guard_directory, record_written
 
-    result = export_run(run, output, mask, keep_threshold)
+    if defines and network is None:
+        raise click.UsageError("-D: only with --network (a run remembers its own -D values)")
+    if network is None:
+        from bsnc.search.checkpoint import find_checkpoint
+
+        target = output if output is not None else find_checkpoint(run, "best.pt").parent / "export"
+    elif output is None:
+        raise click.UsageError("--network: give -o DIR, where the export of a state dict goes")
+    else:
+        target = output
+    guard_directory(target, force, f"-o {target}")
+    result = api.export(run, target, network=network, defines=defines if network is not None else None, mask=mask,
+                        keep_threshold=keep_threshold)
+    record_written(result.files)
+    if as_json:
+        click.echo(json.dumps({"out_dir": str(result.out_dir), "kept": int(result.active.sum()),
+                               "edges": len(result.active), "files": [str(p) for p in result.files],
+                               "dot_missing": bool(result.dot_missing)}, indent=2))
+        return
     if result.dot_missing:
-        click.echo("note: Graphviz's dot is not installed: wrote the .dot file only "
-                   "(install graphviz to get the SVG and PNG)", err=True)
+        note("note: Graphviz's dot is not installed: wrote the .dot file only "
+             "(install graphviz to get the SVG and PNG)")
     pruned = result.pruned
     click.echo(f"kept {int(result.active.sum())} of {len(result.active)} edges; wrote:")
     for path in result.files:
@@ -395,7 +496,9 @@ def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, ke
               help="Output path without suffix [default: the network's name]; writes .dot, .svg and .png.")
 @click.option("--keep-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="With --probs: an edge is kept when its probability is above this.")
-def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path | None, keep_threshold: float) -> None:
+@click.option("--force", is_flag=True, help="Overwrite the .dot, .svg and .png even if bsnc did not write them.")
+def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path | None, keep_threshold: float,
+         force: bool) -> None:
     """Draw FILE's super network with Graphviz.
 
     A fabric is laid out as a grid of columns and scales (from the layout hints `at (x, y)`),
@@ -419,12 +522,17 @@ def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path |
     from bsnc.lang.summary import human
 
     title = f"{network.name}: {len(network.edges)} edges, {human(flops)} flops, {human(params)} params (full)"
-    result = render(network, output or Path(network.name), gammas=gammas, title=title, threshold=keep_threshold)
+    from bsnc.output import guard_overwrite, record_written
+
+    stem = output or Path(network.name)
+    guard_overwrite([stem.with_name(f"{stem.name}.{ext}") for ext in ("dot", "svg", "png")], force, f"-o {stem}")
+    result = render(network, stem, gammas=gammas, title=title, threshold=keep_threshold)
+    record_written([result.dot, *result.rendered])
     if result.dot_missing:
-        click.echo("note: Graphviz's dot is not installed: wrote the .dot file only "
-                   "(install graphviz to get the SVG and PNG)", err=True)
+        note("note: Graphviz's dot is not installed: wrote the .dot file only "
+             "(install graphviz to get the SVG and PNG)")
     for path in [result.dot, *result.rendered]:
-        click.echo(f"wrote {path}")
+        note(f"wrote {path}")
 
 
 def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[str, float]:

@@ -35,7 +35,10 @@ def _all(dataset) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_registry_lists_every_dataset_with_a_description():
-    assert list(DATASETS) == ["digits", "cifar10", "cifar100", "partlabels", "synthetic-seg", "fake"]
+    assert list(DATASETS) == ["digits", "cifar10", "cifar100", "imagefolder", "partlabels", "synthetic-seg", "fake"]
+    from bsnc.cliparams import DATASET_NAMES  # what shell completion offers without importing torch
+
+    assert list(DATASET_NAMES) == list(DATASETS)
     for name, entry in DATASETS.items():
         assert entry.description and "\n" not in entry.description
         assert f"{name}: {entry.description}" in dataset_help()
@@ -45,7 +48,8 @@ def test_unknown_dataset_names_the_choices():
     with pytest.raises(UsageError) as err:
         load_data("mnist", None, 0)
     assert str(err.value) == ("--data mnist: unknown dataset 'mnist'; expected one of: "
-                              "digits, cifar10, cifar100, partlabels, synthetic-seg, fake")
+                              "digits, cifar10, cifar100, imagefolder, partlabels, synthetic-seg, fake, "
+                              "or package.module:function")
 
 
 # --- digits -------------------------------------------------------------------------------------

@@ -35,11 +35,19 @@ def run_child(args: list[str], env: dict[str, str] | None = None, stdin: str = "
 
 
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["--version"], ["fmt", "fabrics/cnf.bsn"],
-                                  ["fmt", "--check", "fabrics/cnf_w8.bsn", "fabrics/resnet20.bsn"]])
+                                  ["fmt", "cnf_w8"], ["fmt", "-"]])
 def test_commands_without_a_network_do_not_import_torch(args):
-    status, out = run_child(args)
+    text = (ROOT / "fabrics" / "cnf_w4.bsn").read_text(encoding="utf-8")
+    status, out = run_child(args, stdin=text)
     assert status == {"code": 0, "torch": False}
     assert out  # they did their work
+    if args[-1] == "-":
+        assert out == text  # canonical already
+
+
+def test_fmt_check_does_not_import_torch():
+    status, _ = run_child(["fmt", "--check", "fabrics/cnf_w8.bsn", "fabrics/resnet20.bsn"])
+    assert status == {"code": 0, "torch": False}
 
 
 def test_shell_completion_does_not_import_torch():

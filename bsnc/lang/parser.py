@@ -43,7 +43,11 @@ def _lark() -> Lark:
 
 def read_source(path: Path, shown_as: str) -> str:
     """The file's text, refusing what is not UTF-8 with the position of the first bad byte."""
-    data = path.read_bytes()
+    return decode_source(path.read_bytes(), shown_as)
+
+
+def decode_source(data: bytes, shown_as: str) -> str:
+    """``data`` (a file's or stdin's bytes) as text; see `read_source`."""
     if len(data) > MAX_SOURCE_BYTES:
         raise SourceError(
             f"file is {len(data):,} bytes; the limit is {MAX_SOURCE_BYTES:,}",

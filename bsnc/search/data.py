@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
 from bsnc.errors import BsncError, UsageError
 from bsnc.ir import Network
@@ -81,14 +81,48 @@ def load_data(name: str, data_dir: Path | None, seed: int, input_shape: tuple[in
     """The splits of dataset ``name``. ``input_shape`` and ``num_classes`` size the generated
     datasets (synthetic-seg, fake); datasets read from files have fixed shapes and ignore them
     (`check_compatible` then compares). ``augment`` enables the training split's augmentation."""
-    entry = DATASETS.get(name)
-    if entry is None:
-        raise UsageError(f"--data {name}: unknown dataset '{name}'; expected one of: {', '.join(DATASETS)}")
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser()
     if input_shape is not None:
         input_shape = tuple(int(d) for d in input_shape)
-    return entry.load(data_dir, int(seed), input_shape, num_classes, augment)
+    entry = DATASETS.get(name)
+    if entry is not None:
+        return entry.load(data_dir, int(seed), input_shape, num_classes, augment)
+    from bsnc.search import userdata
+
+    function = userdata.find_function(name)
+    if function is None:
+        installed = userdata.entry_point_names()
+        raise UsageError(f"--data {name}: unknown dataset '{name}'; expected one of: {', '.join(DATASETS)}"
+                         f"{', ' + ', '.join(installed) if installed else ''}, or package.module:function")
+    made = userdata.call_function(name, function, data_dir=data_dir, seed=int(seed), input_shape=input_shape,
+                                  num_classes=num_classes, augment=augment)
+    if isinstance(made, Splits):
+        return made
+    return user_splits(name, userdata.triple(name, made), num_classes)
+
+
+def user_splits(name: str, datasets: Sequence[Dataset], num_classes: int | None = None) -> Splits:
+    """`Splits` of the user's (train, val, test) datasets of ``(x, y)`` pairs: the input shape is the
+    first example's; ``y`` a scalar means classification, an ``[H, W]`` map segmentation; the
+    classes are the train set's ``classes`` when it has them, else ``num_classes`` (the network's)."""
+    from bsnc.search import userdata
+
+    train, val, test = datasets
+    x, y = userdata.first_example(name, "train", train)
+    for split, dataset in (("validation", val), ("test", test)):
+        userdata.first_example(name, split, dataset)
+    if y.dim() not in (0, 2):
+        raise UsageError(f"--data {name}: labels of shape {_fmt(y.shape)}; expected a class index (classification) "
+                         "or an [H, W] map of class indices (segmentation)")
+    classes = getattr(train, "classes", None)
+    if classes is None and isinstance(train, Subset):
+        classes = getattr(train.dataset, "classes", None)
+    count = len(classes) if isinstance(classes, Sequence) and classes else num_classes
+    if count is None:
+        raise UsageError(f"--data {name}: cannot tell the number of classes; give the train set a 'classes' list")
+    task = SEGMENTATION if y.dim() == 2 else CLASSIFICATION
+    return Splits(train, val, test, DataInfo(name, tuple(x.shape), int(count), task))
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
@@ -272,6 +306,18 @@ def _load_cifar10(data_dir: Path | None, seed: int, input_shape: Shape | None, n
 def _load_cifar100(data_dir: Path | None, seed: int, input_shape: Shape | None, num_classes: int | None,
                    augment: bool) -> Splits:
     return _load_cifar("cifar100", data_dir, seed, augment)
+
+
+@_register("imagefolder", "your images in --data-dir: one sub-folder per class (torchvision ImageFolder), "
+                         "resized to the network's input; split by train/ val/ test/ or 80/10/10")
+def _load_imagefolder(data_dir: Path | None, seed: int, input_shape: Shape | None, num_classes: int | None,
+                      augment: bool) -> Splits:
+    from bsnc.search import userdata
+
+    root = _require_dir("imagefolder", data_dir, "a folder with one sub-folder of images per class "
+                        "(or train/, val/ and test/ folders laid out so)")
+    train, val, test, classes, shape = userdata.image_folder(root, seed, input_shape, augment)
+    return Splits(train, val, test, DataInfo("imagefolder", shape, len(classes), CLASSIFICATION))
 
 
 # --- LFW Part Labels ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -50,8 +51,10 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 0.1
     path_lr: float = 5.0
+    optimizer: str = "sgd"  # sgd, adam or adamw (the weights; Γ always takes SGD steps' rate path_lr)
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    schedule: str = "step"  # step (÷10 at each milestone), cosine or constant
     milestones: tuple[float, ...] = (0.5, 0.75)
     device: str = "auto"
     amp: bool = False
@@ -60,11 +63,12 @@ class TrainConfig:
     resume: bool = False
     workers: int = 0
     progress: bool = True
+    quiet: bool = False  # no per-epoch lines
 
     def reproducible(self) -> dict[str, Any]:
         """The fields that decide the result (not where it is written or how it is shown)."""
         data = dataclasses.asdict(self)
-        for key in ("resume", "progress", "run_dir", "workers"):
+        for key in ("resume", "progress", "quiet", "run_dir", "workers"):
             data.pop(key)
         data["milestones"] = list(self.milestones)
         return data
@@ -191,8 +195,12 @@ def _sources(program: Program) -> dict[str, str]:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig):
-        from bsnc.search import data as datasets
+    def __init__(self, config: TrainConfig, datasets: Any = None):
+        """``datasets``: the user's (train, val, test) Datasets (or `Splits`) instead of ``config.data``
+        (then only the name shown for them)."""
+        from bsnc.search import data
+
+        given = datasets
 
         validate_config(config)
         self.config = config
@@ -209,12 +217,17 @@ class Trainer:
         self.run_dir = Path(config.run_dir)
         self._check_run_dir()
 
-        self.splits = datasets.load_data(
-            config.data, Path(config.data_dir) if config.data_dir else None, config.seed,
-            input_shape=self.network.layer(self.network.input).shape,
-            num_classes=self.network.layer(self.network.output).shape[0],
-        )
-        datasets.check_compatible(self.splits.info, self.network)
+        if given is None:
+            self.splits = data.load_data(
+                config.data, Path(config.data_dir) if config.data_dir else None, config.seed,
+                input_shape=self.network.layer(self.network.input).shape,
+                num_classes=self.network.layer(self.network.output).shape[0],
+            )
+        elif isinstance(given, data.Splits):
+            self.splits = given
+        else:
+            self.splits = data.user_splits(config.data, given, self.network.layer(self.network.output).shape[0])
+        data.check_compatible(self.splits.info, self.network)
         self._prepare_run_dir()
 
         torch.manual_seed(config.seed)
@@ -235,10 +248,16 @@ class Trainer:
         groups = [{"params": weights, "lr": config.lr, "weight_decay": config.weight_decay, "momentum": config.momentum}]
         if gates:
             groups.append({"params": gates, "lr": config.path_lr, "weight_decay": 0.0, "momentum": config.momentum})
-        self.optimizer = torch.optim.SGD(groups, lr=config.lr)
+        self.optimizer = _optimizer(config.optimizer, groups, config.lr)
+        if config.schedule not in SCHEDULES:
+            raise UsageError(f"--schedule {config.schedule}: expected one of {', '.join(SCHEDULES)}")
         milestones = sorted({max(1, round(m * config.epochs)) for m in config.milestones})
 
         def step_decay(epoch: int) -> float:
+            if config.schedule == "cosine":
+                return 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+            if config.schedule == "constant":
+                return 1.0
             return 0.1 ** sum(epoch >= m for m in milestones)
 
         # the weights' learning rate steps down; the edge probabilities keep theirs
@@ -476,7 +495,8 @@ class Trainer:
                 if improved:
                     save_checkpoint(self.run_dir / "best.pt", state)
                 self._write_metrics()
-                print(self.summary_line(metrics), flush=True)
+                if not config.quiet:
+                    print(self.summary_line(metrics), flush=True)
         final = self.history[-1]
         return TrainResult(self.run_dir, self.core, self.network, self.history,
                            final.test_acc if final.test_acc is not None else self.evaluate(self.splits.test),
@@ -497,6 +517,20 @@ class Trainer:
         return " | ".join(parts)
 
 
-def train(config: TrainConfig) -> TrainResult:
-    return Trainer(config).run()
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+
+
+def _optimizer(name: str, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's), or Adam/AdamW (``momentum`` then unused)."""
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr)
+    if name not in ("adam", "adamw"):
+        raise UsageError(f"--optimizer {name}: expected one of {', '.join(OPTIMIZERS)}")
+    plain = [{k: v for k, v in g.items() if k != "momentum"} for g in groups]
+    return (torch.optim.Adam if name == "adam" else torch.optim.AdamW)(plain, lr=lr)
+
+
+def train(config: TrainConfig, datasets: Any = None) -> TrainResult:
+    return Trainer(config, datasets).run()
 
