@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,7 +13,7 @@ import click
 
 from bsnc.cliparams import BsnFile, CostName, DataName, Device
 from bsnc.errors import BsncError
-from bsnc.output import NORMAL, verbosity
+from bsnc.output import NORMAL, VERBOSE, verbosity
 
 BSN_FILE = BsnFile()
 
@@ -44,8 +45,15 @@ class _Command(click.Command):
             click.Option(["-q", "--quiet"], count=True, expose_value=False, callback=_count_option,
                          help="Say less: only results and errors (no progress, no notes)."),
             click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_count_option,
-                         help="Say more (train: every epoch's line even when not on a terminal)."),
+                         help="Say more: the command's wall time; train: progress bars even off a terminal."),
         ]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        start = time.perf_counter()
+        value = super().invoke(ctx)
+        if level() >= VERBOSE:
+            click.echo(f"bsnc {ctx.info_name}: done in {time.perf_counter() - start:.2f} s", err=True)
+        return value
 
 
 def level() -> int:
@@ -533,6 +541,36 @@ def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path |
              "(install graphviz to get the SVG and PNG)")
     for path in [result.dot, *result.rendered]:
         note(f"wrote {path}")
+
+
+@main.command()
+@click.option("--path", "show_path", is_flag=True, help="Print only the directory that holds them.")
+@click.option("--json", "as_json", is_flag=True, help="Print names and paths as JSON.")
+def fabrics(show_path: bool, as_json: bool) -> None:
+    """List the super networks shipped with bsnc and where they are.
+
+    Every command that takes a .bsn FILE also takes a shipped fabric's name; copy a file from
+    here to start your own.
+
+    \b
+    Example:
+      bsnc fabrics
+      bsnc check cnf_w8
+      cp "$(bsnc fabrics --path)/cnf.bsn" my_fabric.bsn
+    """
+    from bsnc.lang.shipped import fabrics_dir, shipped_names
+
+    directory = fabrics_dir()
+    if show_path:
+        click.echo(str(directory))
+        return
+    listing = {name: str(directory / f"{name}.bsn") for name in shipped_names()}
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    width = max(len(name) for name in listing)
+    for name, path in listing.items():
+        click.echo(f"{name.ljust(width)}  {path}")
 
 
 def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[str, float]:

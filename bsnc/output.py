@@ -141,7 +141,7 @@ def verbosity(quiet: int, verbose: int) -> int:
 
 
 def progress_wanted(level: int, stream: object = None) -> bool:
-    """Progress bars only on a terminal, and not when quiet."""
+    """Progress bars on a terminal (never into a log file), not when quiet; -v asks for them anyway."""
     stream = sys.stderr if stream is None else stream
     isatty = getattr(stream, "isatty", None)
-    return level >= NORMAL and bool(isatty and isatty())
+    return level >= VERBOSE or (level >= NORMAL and bool(isatty and isatty()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,52 @@ def test_import_bsnc_is_lazy_and_the_api_still_resolves():
         import bsnc
 
         bsnc.nothing  # noqa: B018
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_the_documented_completion_scripts_come_without_torch(shell):
+    status, out = run_child([], {"_BSNC_COMPLETE": f"{shell}_source"})
+    assert status["torch"] is False and "_BSNC_COMPLETE" in out
+    assert f'eval "$(_BSNC_COMPLETE={shell}_source bsnc)"' in (ROOT / "README.md").read_text() or shell == "fish"
+
+
+@pytest.mark.parametrize(("words", "expected"), [
+    ("bsnc train x --data ci", ["cifar10", "cifar100"]),
+    ("bsnc cost x --cost dist", ["distributed:n="]),
+    ("bsnc check resnet_fabric_n1", ["resnet_fabric_n18"]),
+    ("bsnc train x --device cuda:", ["cuda:0", "cuda:1"]),
+])
+def test_completion_of_values(words, expected):
+    env = {"_BSNC_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+    status, out = run_child([], env)
+    assert status["torch"] is False
+    offered = [line.split(",", 1)[1] for line in out.split() if line.startswith("plain,")]
+    assert offered == expected
+
+
+def test_progress_bars_only_on_a_terminal_and_not_when_quiet():
+    from bsnc.output import NORMAL, QUIET, VERBOSE, progress_wanted, verbosity
+
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    assert progress_wanted(NORMAL, Stream(True)) and not progress_wanted(NORMAL, Stream(False))
+    assert not progress_wanted(QUIET, Stream(True))
+    assert progress_wanted(VERBOSE, Stream(False))  # -v asks for them anyway
+    assert (verbosity(0, 0), verbosity(1, 0), verbosity(3, 0), verbosity(0, 1)) == (NORMAL, QUIET, QUIET, VERBOSE)
+
+
+def test_verbose_reports_the_wall_time_and_quiet_drops_notes(tmp_path):
+    from click.testing import CliRunner
+
+    from bsnc.cli import main
+
+    result = CliRunner().invoke(main, ["fmt", "-v", "--check", "fabrics/cnf.bsn"])
+    assert result.exit_code == 0 and "fabrics/cnf.bsn: canonical" in result.output
+    assert re.search(r"bsnc fmt: done in \d+\.\d\d s", result.output)
+    result = CliRunner().invoke(main, ["fmt", "-q", "--check", "fabrics/cnf.bsn"])
+    assert result.exit_code == 0 and result.output == ""
