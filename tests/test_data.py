@@ -460,24 +460,53 @@ def test_synthetic_seg_shapes_labels_and_seeds():
         load_data("synthetic-seg", None, 0, num_classes=1)
 
 
-def test_synthetic_seg_is_learnable_by_a_small_conv_net():
-    splits = load_data("synthetic-seg", None, seed=0)
-    x, y = _all(splits.train)
-    vx, vy = _all(splits.val)
+def test_synthetic_seg_pixel_values_do_not_tell_the_class():
+    """Without noise, every shape pixel has the same value whatever its class: only the pixel's
+    surroundings (the shape it belongs to) can tell a disc from a square."""
+    splits = load_data("synthetic-seg", None, seed=0, num_classes=7)
+    dataset = splits.train
+    dataset.noise = 0.0
+    seen = set()
+    for i in range(40):
+        x, y = dataset[i]
+        assert torch.equal(x[:, y > 0], torch.full_like(x[:, y > 0], 0.5))
+        assert torch.equal(x[:, y == 0], torch.full_like(x[:, y == 0], -0.5))
+        seen |= set(y.unique().tolist())
+    assert seen == set(range(7))  # all six kinds of shape occur
+    with pytest.raises(UsageError, match=r"at most 7 classes \(background and disc, square, ring, cross, diamond, "
+                                         r"triangle\), got 8"):
+        load_data("synthetic-seg", None, 0, num_classes=8)
+
+
+def _fit(net, x, y, epochs: int) -> torch.nn.Module:
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1))
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
     loader = make_loader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True, seed=0)
-    for _ in range(7):  # 112 steps
+    for _ in range(epochs):
         for bx, by in loader:
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(net(bx), by).backward()
             optimizer.step()
-    with torch.no_grad():
-        accuracy = float((net(vx).argmax(1) == vy).float().mean())
-    majority = float(torch.bincount(vy.flatten()).max()) / vy.numel()
-    assert majority < 0.9
-    assert accuracy > max(0.95, majority + 0.1), (accuracy, majority)
+    return net
+
+
+def test_synthetic_seg_needs_context_a_per_pixel_model_cannot_solve_it():
+    splits = load_data("synthetic-seg", None, seed=0, input_shape=(3, 24, 24))
+    x, y = _all(splits.train)
+    vx, vy = _all(splits.val)
+    counts = torch.bincount(vy.flatten(), minlength=3).float()
+    ceiling = float(counts[0] + counts[1:].max()) / vy.numel()  # background right, every shape the commonest
+    nn = torch.nn
+    pixel = nn.Sequential(nn.Conv2d(3, 16, 1), nn.ReLU(), nn.Conv2d(16, 16, 1), nn.ReLU(), nn.Conv2d(16, 3, 1))
+    context = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=2, dilation=2),
+                            nn.ReLU(), nn.Conv2d(16, 16, 3, padding=4, dilation=4), nn.ReLU(), nn.Conv2d(16, 3, 1))
+    accuracy = {}
+    for name, net in (("pixel", pixel), ("context", context)):
+        _fit(net, x, y, 8)
+        with torch.no_grad():
+            accuracy[name] = float((net(vx).argmax(1) == vy).float().mean())
+    assert accuracy["pixel"] <= ceiling + 0.005, (accuracy, ceiling)
+    assert accuracy["context"] >= ceiling + 0.03, (accuracy, ceiling)
 
 
 # --- fake ---------------------------------------------------------------------------------------

@@ -422,17 +422,6 @@ def _load_partlabels(data_dir: Path | None, seed: int, input_shape: Shape | None
 # --- synthetic-seg ------------------------------------------------------------------------------
 
 
-def _palette(channels: int, classes: int) -> np.ndarray:
-    """``[classes, channels]`` colours, the same for every seed: evenly spaced levels in
-    [-0.7, 0.7], in class order on channel 0 (so classes differ even in grey), shuffled on the
-    others."""
-    levels = np.linspace(-0.7, 0.7, classes)
-    palette = np.empty((classes, channels))
-    for c in range(channels):
-        palette[:, c] = levels if c == 0 else levels[_rng(0x5E6, c).permutation(classes)]
-    return palette
-
-
 class _Procedural(Dataset):
     """A made-up split whose example ``i`` is a function of (seed, split, i), made on demand."""
 
@@ -447,14 +436,33 @@ class _Procedural(Dataset):
         return self.length
 
 
-class SyntheticSegmentation(_Procedural):
-    """Procedural images: one to four filled circles and rectangles of classes 1.. on a
-    background of class 0; every class has its own colour, plus Gaussian noise."""
+def _shape_mask(kind: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float) -> np.ndarray:
+    dy, dx = yy - cy, xx - cx
+    if kind == "disc":
+        return dy ** 2 + dx ** 2 <= r * r
+    if kind == "square":
+        return (np.abs(dy) <= r) & (np.abs(dx) <= r)
+    if kind == "ring":
+        return (dy ** 2 + dx ** 2 <= r * r) & (dy ** 2 + dx ** 2 >= (0.55 * r) ** 2)
+    if kind == "cross":
+        return ((np.abs(dy) <= r / 3) & (np.abs(dx) <= r)) | ((np.abs(dx) <= r / 3) & (np.abs(dy) <= r))
+    if kind == "diamond":
+        return np.abs(dy) + np.abs(dx) <= 1.2 * r
+    return (np.abs(dy) <= r) & (np.abs(dx) <= (dy + r) / 2)  # triangle, pointing up
 
-    def __init__(self, shape: Shape, classes: int, seed: int, split: int, length: int):
-        super().__init__(shape, classes, seed, split, length)
-        self.palette = _palette(shape[0], classes)
-        self.noise = min(0.2, 0.4 * 1.4 / (classes - 1))
+
+SHAPES = ("disc", "square", "ring", "cross", "diamond", "triangle")
+
+
+class SyntheticSegmentation(_Procedural):
+    """Procedural images where a pixel's class is not in its own value: one to four shapes on a
+    background, each kind of shape its own class (disc 1, square 2, ring 3, cross 4, diamond 5,
+    triangle 6; background 0), but every shape painted in the same colour (0.5 on every channel,
+    the background -0.5, plus Gaussian noise): a pixel's value tells shape from background, and
+    only its surroundings tell which shape, so a per-pixel classifier cannot do better than
+    guessing the commonest shape."""
+
+    noise = 0.1
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= i < self.length:
@@ -465,23 +473,22 @@ class SyntheticSegmentation(_Procedural):
         label = np.zeros((h, w), dtype=np.int64)
         for _ in range(int(rng.integers(1, 5))):
             k = int(rng.integers(1, self.classes))
-            cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-            if rng.random() < 0.5:
-                r = rng.uniform(0.1, 0.3) * min(h, w)
-                mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-            else:
-                mask = (np.abs(yy - cy) <= rng.uniform(0.1, 0.3) * h) & (np.abs(xx - cx) <= rng.uniform(0.1, 0.3) * w)
+            r = rng.uniform(0.15, 0.3) * min(h, w)
+            mask = _shape_mask(SHAPES[k - 1], yy, xx, rng.uniform(0, h), rng.uniform(0, w), r)
             label[mask] = k
-        x = self.palette[label].transpose(2, 0, 1) + rng.normal(0.0, self.noise, (channels, h, w))
+        x = np.where(label[None] > 0, 0.5, -0.5) + rng.normal(0.0, 1.0, (channels, h, w)) * self.noise
         return torch.from_numpy(np.clip(x, -1.0, 1.0).astype(np.float32)), torch.from_numpy(label)
 
 
-@_register("synthetic-seg", "generated circles and rectangles on a background, per-pixel classes "
-                            "(sized like the network; 512/128/128 examples)")
+@_register("synthetic-seg", "generated shapes, one class per kind of shape, all one colour: context "
+                            "decides a pixel's class (sized like the network; 512/128/128 examples)")
 def _load_synthetic_seg(data_dir: Path | None, seed: int, input_shape: Shape | None, num_classes: int | None,
                         augment: bool) -> Splits:
     shape = _shape_arg("synthetic-seg", input_shape, (3, 32, 32), rank=3)
     classes = _classes_arg("synthetic-seg", num_classes, 3, 2)
+    if classes > len(SHAPES) + 1:
+        raise UsageError(f"--data synthetic-seg: at most {len(SHAPES) + 1} classes (background and "
+                         f"{', '.join(SHAPES)}), got {classes}")
     parts = [SyntheticSegmentation(shape, classes, seed, split, n) for split, n in enumerate((512, 128, 128))]
     return Splits(*parts, DataInfo("synthetic-seg", shape, classes, SEGMENTATION))
 

@@ -89,6 +89,8 @@ class EpochMetrics:
     test_acc: float | None
     lr: float
     time: float
+    val_miou: float | None = None  # segmentation: mean intersection over union of the classes
+    test_miou: float | None = None
 
 
 @dataclass
@@ -164,6 +166,21 @@ def _task_loss(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.
         loss = loss.flatten(1).mean(dim=1)
         correct = correct.flatten(1).mean(dim=1)
     return loss, correct
+
+
+def intersection_union(pred: torch.Tensor, target: torch.Tensor, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class, the pixels both predicted and labelled so, and those either predicted or labelled so."""
+    pred, target = pred.flatten().long().cpu(), target.flatten().long().cpu()
+    inter = torch.bincount(target[pred == target], minlength=classes)[:classes].double()
+    union = (torch.bincount(pred, minlength=classes)[:classes] + torch.bincount(target, minlength=classes)[:classes]
+             ).double() - inter
+    return inter, union
+
+
+def mean_iou(inter: torch.Tensor, union: torch.Tensor) -> float:
+    """The mean of intersection / union over the classes that occur (union > 0)."""
+    present = union > 0
+    return float((inter[present] / union[present]).mean()) if bool(present.any()) else 0.0
 
 
 def validate_config(config: TrainConfig) -> None:
@@ -432,12 +449,21 @@ class Trainer:
         dist.all_reduce(gate.grad)
         gate.grad /= self.dist.world
 
-    @torch.no_grad()
     def evaluate(self, dataset) -> float:
+        return self.evaluate_with_iou(dataset)[0]
+
+    @torch.no_grad()
+    def evaluate_with_iou(self, dataset) -> tuple[float, float | None]:
+        """Accuracy (pixel accuracy for segmentation) and, for segmentation, the mean IoU over
+        the classes present in the predictions or the labels."""
         self.core.eval()
         if self.stochastic:
             self.core.set_mode("deterministic")
         correct = rows = 0.0
+        segmentation = self.splits.info.task == "segmentation"
+        classes = self.splits.info.num_classes
+        inter = torch.zeros(classes, dtype=torch.float64)
+        union = torch.zeros(classes, dtype=torch.float64)
         for x, y in self._loader(dataset, False, 0):
             x, y = x.to(self.device), y.to(self.device)
             with self._autocast():
@@ -445,8 +471,15 @@ class Trainer:
             _, c = _task_loss(out, y)
             correct += float(c.sum())
             rows += x.shape[0]
-        correct, rows = self.dist.total(correct, rows, device=self.device)
-        return correct / max(rows, 1)
+            if segmentation:
+                i, u = intersection_union(out.argmax(dim=1), y, classes)
+                inter += i
+                union += u
+        totals = self.dist.total(correct, rows, *inter.tolist(), *union.tolist(), device=self.device)
+        correct, rows = totals[0], totals[1]
+        if not segmentation:
+            return correct / max(rows, 1), None
+        return correct / max(rows, 1), mean_iou(torch.tensor(totals[2:2 + classes]), torch.tensor(totals[2 + classes:]))
 
     def deterministic_cost(self) -> tuple[float, int, bool]:
         """Cost of the deterministic architecture, edges kept, and whether it reaches the output."""
@@ -471,7 +504,7 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             train_loss, train_acc, sampled = self.train_epoch(epoch, phase)
             self.scheduler.step()
-            val_acc = self.evaluate(self.splits.val)
+            val_acc, val_miou = self.evaluate_with_iou(self.splits.val)
             det_cost, kept, consistent = self.deterministic_cost()
             last = epoch == config.epochs - 1
             gamma = torch.sigmoid(self.core.gate_logits.detach()) if self.stochastic else torch.empty(0)
@@ -479,12 +512,12 @@ class Trainer:
             within = consistent and (self.budget is None or det_cost <= self.budget)
             improved = within and val_acc > self.best_val
             # test accuracy of every model that becomes best.pt, and of the last one
-            test_acc = self.evaluate(self.splits.test) if (last or improved) else None
+            test_acc, test_miou = self.evaluate_with_iou(self.splits.test) if (last or improved) else (None, None)
             metrics = EpochMetrics(
                 epoch=epoch + 1, phase=phase, train_loss=train_loss, train_acc=train_acc,
                 mean_sampled_cost=sampled if self.stochastic else det_cost, deterministic_cost=det_cost,
                 within_budget=within, entropy=entropy_bits(gamma), edges_kept=kept, val_acc=val_acc,
-                test_acc=test_acc, lr=lr, time=time.perf_counter() - start,
+                test_acc=test_acc, lr=lr, time=time.perf_counter() - start, val_miou=val_miou, test_miou=test_miou,
             )
             self.history.append(metrics)
             if improved:
@@ -508,8 +541,12 @@ class Trainer:
             cost += f" (budget {self.cost.format(self.budget)}, sampled {self.cost.format(m.mean_sampled_cost)})"
         parts = [f"epoch {m.epoch}/{self.config.epochs} {m.phase}", f"loss {m.train_loss:.3f}",
                  f"acc {m.train_acc * 100:.1f}%", f"val {m.val_acc * 100:.1f}%"]
+        if m.val_miou is not None:
+            parts.append(f"val mIoU {m.val_miou * 100:.1f}%")
         if m.test_acc is not None:
             parts.append(f"test {m.test_acc * 100:.1f}%")
+        if m.test_miou is not None:
+            parts.append(f"test mIoU {m.test_miou * 100:.1f}%")
         parts.append(cost)
         if self.stochastic:
             parts.append(f"H(Γ) {m.entropy:.3f} bits, kept {m.edges_kept}/{len(self.network.stochastic_edges)}")
