@@ -326,7 +326,8 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
         data, _ = read_table(value)
     except (OSError, ValueError) as exc:
         raise click.BadParameter(f"{value}: cannot read it ({exc})", ctx=ctx, param=param) from None
-    defaults, unknown = option_defaults(data, {p.name for p in ctx.command.params if p.name})
+    known = {p.name for p in ctx.command.params if p.name and p.expose_value}  # not -q/-v or --config
+    defaults, unknown = option_defaults(data, known)
     if unknown is not None:
         raise click.BadParameter(f"{value}: unknown option {unknown!r}", ctx=ctx, param=param)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
@@ -355,7 +356,8 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
               help="Extra penalty for a sampled architecture whose output is not reached.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Epochs with every edge on and Γ frozen before the search.")
+              help="Epochs with every edge on and Γ frozen before the search (the paper: 50 of 300; the "
+                   "default 0 suits short runs).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True,
               help="Optimiser of the weights (the paper's: SGD with momentum); Γ shares it.")

@@ -170,6 +170,9 @@ def test_config_errors_name_the_file_and_key(tiny, tmp_path):
     bad.write_text("epochs: 1\nnot_an_option: 3\n")
     result = run("train", str(tiny), "--config", str(bad))
     assert result.exit_code == 2 and "unknown option 'not_an_option'" in result.output
+    bad.write_text("quiet: true\n")  # -q/-v are for the command line, not for replayable settings
+    result = run("train", str(tiny), "--config", str(bad))
+    assert result.exit_code == 2 and "unknown option 'quiet'" in result.output
     bad.write_text("epochs: [1\n")
     result = run("train", str(tiny), "--config", str(bad))
     assert result.exit_code == 2 and f"{bad}: cannot read it" in result.output
