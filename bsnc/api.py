@@ -70,11 +70,12 @@ def dataset(name: str, data_dir: str | Path | None = None, seed: int = 0, *,
 _OPTIONS = {f.name for f in dataclasses.fields(TrainConfig)} - {"file", "defines", "data", "run_dir"}
 
 
-def train(network: str | Path, data: Any = "digits", *, defines: Mapping[str, Any] | None = None,
+def train(network: str | Path | nn.Module, data: Any = "digits", *, defines: Mapping[str, Any] | None = None,
           run_dir: str | Path | None = None, progress: bool = False, quiet: bool = True,
           **options: Any) -> TrainResult:
-    """Train ``network`` (a `.bsn` path or a shipped fabric's name) on ``data``: a data set name
-    (as ``--data``) or your own ``(train, val, test)`` torch Datasets of ``(x, y)`` pairs.
+    """Train ``network`` (a `.bsn` path, a shipped fabric's name, or a module from `load`, whose
+    file, overrides and current weights it starts from) on ``data``: a data set name (as
+    ``--data``) or your own ``(train, val, test)`` torch Datasets of ``(x, y)`` pairs.
 
     ``options`` are `bsnc train`'s long options with underscores (``budget="400k"``,
     ``epochs=2``, ``cost="params"``, ``lam=2.0``, ``optimizer="sgd"``, ``device="cuda:1"``, ...)
@@ -86,6 +87,13 @@ def train(network: str | Path, data: Any = "digits", *, defines: Mapping[str, An
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
         raise UsageError(f"bsnc.train: unknown option {unknown[0]!r}; expected one of {', '.join(sorted(_OPTIONS))}")
+    initial = None
+    if isinstance(network, nn.Module):
+        if getattr(network, "bsnc_file", None) is None:
+            raise UsageError("bsnc.train: this module does not come from bsnc.load; give its .bsn file instead")
+        defines = {**network.bsnc_defines, **(defines or {})}
+        initial = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+        network = network.bsnc_file
     file = resolve_bsn(network)
     if not file.is_file():
         raise UsageError(f"bsnc.train: {network}: no such file, and no shipped fabric has that name "
@@ -102,7 +110,7 @@ def train(network: str | Path, data: Any = "digits", *, defines: Mapping[str, An
     config = TrainConfig(file=str(file.resolve()), defines={k: str(v) for k, v in (defines or {}).items()},
                          data=str(name), data_dir=str(data_dir) if data_dir else None, run_dir=str(chosen),
                          progress=progress, quiet=quiet, **options)
-    return _train(config, given)
+    return _train(config, given, initial)
 
 
 def run_summary(result: TrainResult) -> dict[str, Any]:

@@ -42,6 +42,19 @@ def test_train_on_your_own_datasets_then_export_the_run(tiny, tmp_path):
     assert result.out_dir == tmp_path / "run" / "export"
 
 
+def test_train_a_loaded_module_starts_from_its_file_overrides_and_weights(tiny, tmp_path):
+    model = bsnc.load(tiny, C=2)
+    with torch.no_grad():
+        model.gate_logits.fill_(-1.5)  # a start the default initialisation would not give
+    run = bsnc.train(model, _datasets(), budget="20k", epochs=1, batch_size=64, device="cpu", path_lr=0.0,
+                     run_dir=tmp_path / "run")
+    assert run.network.params["C"] == 2
+    # Γ's learning rate is 0: the trained gates are the module's own
+    assert torch.equal(run.model.gate_logits.detach(), torch.full_like(run.model.gate_logits, -1.5))
+    with pytest.raises(UsageError, match="does not come from bsnc.load"):
+        bsnc.train(torch.nn.Linear(2, 2), "fake")
+
+
 def test_train_rejects_unknown_options_and_missing_files(tiny):
     with pytest.raises(UsageError, match="unknown option 'epoch'"):
         bsnc.train(tiny, "fake", epoch=3)

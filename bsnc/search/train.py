@@ -212,9 +212,9 @@ def _sources(program: Program) -> dict[str, str]:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, datasets: Any = None):
+    def __init__(self, config: TrainConfig, datasets: Any = None, initial: dict[str, Any] | None = None):
         """``datasets``: the user's (train, val, test) Datasets (or `Splits`) instead of ``config.data``
-        (then only the name shown for them)."""
+        (then only the name shown for them); ``initial``: a state dict to start from."""
         from bsnc.search import data
 
         given = datasets
@@ -248,7 +248,10 @@ class Trainer:
         self._prepare_run_dir()
 
         torch.manual_seed(config.seed)
-        self.core = compile_network(self.network)().to(self.device)
+        self.core = compile_network(self.network)()
+        if initial is not None:
+            self.core.load_state_dict(initial)
+        self.core = self.core.to(self.device)
         self.model: nn.Module = self.core
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -568,6 +571,6 @@ def _optimizer(name: str, groups: list[dict[str, Any]], lr: float) -> torch.opti
     return (torch.optim.Adam if name == "adam" else torch.optim.AdamW)(plain, lr=lr)
 
 
-def train(config: TrainConfig, datasets: Any = None) -> TrainResult:
-    return Trainer(config, datasets).run()
+def train(config: TrainConfig, datasets: Any = None, initial: dict[str, Any] | None = None) -> TrainResult:
+    return Trainer(config, datasets, initial).run()
 
