@@ -82,7 +82,7 @@ def train(network: str | Path | nn.Module, data: Any = "digits", *, defines: Map
     with the same defaults. ``run_dir`` defaults to a new ``runs/NAME/N`` as on the command line.
     Returns the run: ``.run_dir``, ``.model`` (the trained super network), ``.history``
     (per-epoch metrics), ``.test_acc``."""
-    from bsnc.output import choose_run_dir
+    from bsnc.output import choose_run_dir, discard_run_dir
 
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
@@ -110,7 +110,12 @@ def train(network: str | Path | nn.Module, data: Any = "digits", *, defines: Map
     config = TrainConfig(file=str(file.resolve()), defines={k: str(v) for k, v in (defines or {}).items()},
                          data=str(name), data_dir=str(data_dir) if data_dir else None, run_dir=str(chosen),
                          progress=progress, quiet=quiet, **options)
-    return _train(config, given, initial)
+    try:
+        return _train(config, given, initial)
+    except BaseException:
+        if run_dir is None and not config.resume:
+            discard_run_dir(chosen)  # a run that stopped before writing anything leaves no trace
+        raise
 
 
 def run_summary(result: TrainResult) -> dict[str, Any]:

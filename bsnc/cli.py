@@ -408,16 +408,15 @@ def train(file: Path, defines: dict[str, str], data: str, data_dir: Path | None,
       torchrun --nproc_per_node 2 -m bsnc train fabrics/cnf_w8.bsn --run-dir runs/ddp --data cifar10 ...
     """
     from bsnc import api
-    from bsnc.output import NORMAL, choose_run_dir, progress_wanted
+    from bsnc.output import NORMAL, progress_wanted
 
     if amp and device == "cpu":
         note("note: --amp needs CUDA; training in float32")
-    chosen = choose_run_dir(run_dir, Path("runs") / file.stem, resume)
     result = api.train(
         file, data, defines=defines, data_dir=data_dir, cost=cost, budget=budget, lam=lam, penalty=penalty,
         inconsistent_penalty=inconsistent_penalty, epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size,
         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-        milestones=milestones, path_lr=path_lr, device=device, amp=amp, seed=seed, run_dir=chosen, resume=resume,
+        milestones=milestones, path_lr=path_lr, device=device, amp=amp, seed=seed, run_dir=run_dir, resume=resume,
         workers=workers, progress=progress_wanted(level()), quiet=as_json or level() < NORMAL,
     )
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all

@@ -130,6 +130,24 @@ def choose_run_dir(given: Path | None, base: Path, resume: bool) -> Path:
     raise UsageError(f"--run-dir: could not take a new numbered run directory in {base}")
 
 
+def discard_run_dir(run_dir: Path) -> None:
+    """Undo `choose_run_dir` for a run that failed before writing anything: remove the empty
+    numbered directory and point ``latest`` back at the newest run left (or remove it)."""
+    try:
+        if any(run_dir.iterdir()):
+            return
+        run_dir.rmdir()
+    except OSError:
+        return
+    base = run_dir.parent
+    link = base / LATEST
+    if link.is_symlink() and os.readlink(link) == run_dir.name:
+        link.unlink()
+        numbers = [int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)]
+        if numbers:
+            point_latest(base / str(max(numbers)))
+
+
 # --- verbosity ----------------------------------------------------------------------------------
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2

@@ -186,3 +186,14 @@ def test_bad_options_name_the_option_and_value(tiny):
     if not torch.cuda.is_available():
         result = run("train", str(tiny), *FAST[:-2], "--device", "cuda:1", "--run-dir", "unused")
         assert result.exit_code == 1 and "--device cuda:1: no CUDA device is available" in result.output
+
+
+def test_a_run_that_fails_before_writing_leaves_no_numbered_directory(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("train", str(tiny), *FAST, "-q").exit_code == 0
+    result = run("train", str(tiny), "--data", "fake", "--budget", "20 parsecs", "--epochs", "1", "--device", "cpu")
+    assert result.exit_code == 1 and "--budget" in result.output
+    assert sorted(p.name for p in Path("runs/tiny").iterdir()) == ["0", "latest"]
+    assert os.readlink("runs/tiny/latest") == "0"
+    result = run("train", str(tiny), "--data", "nothing-known", "--budget", "20k", "--device", "cpu")
+    assert result.exit_code == 1 and sorted(p.name for p in Path("runs/tiny").iterdir()) == ["0", "latest"]
