@@ -20,7 +20,7 @@ setup: $(STAMP) graphviz
 $(STAMP): pyproject.toml
 	@case "$(TORCH)" in default|cpu) ;; *) \
 	  echo "error: TORCH=$(TORCH): expected TORCH=default (PyPI's build) or TORCH=cpu (CPU-only build)" >&2; exit 1;; esac
-	@for other in $(VENV)/.installed-*; do \
+	@for other in $(VENV)/.installed-default $(VENV)/.installed-cpu; do \
 	  if [ -e "$$other" ] && [ "$$other" != "$(STAMP)" ]; then \
 	    echo "error: $(VENV) was set up with $${other##*.installed-} torch; run 'make clean' before 'make setup TORCH=$(TORCH)'" >&2; \
 	    exit 1; fi; done
