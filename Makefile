@@ -4,19 +4,30 @@
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
-# torch and torchvision are pinned to the builds that lie on this project's machines.
-TORCH  := torch==2.14.1 torchvision==0.29.1
+# TORCH=default: torch and torchvision from PyPI, pinned to the builds that lie on this project's
+# machines (on Linux x86-64 that is the CUDA build, ~6 GB with its libraries).
+# TORCH=cpu: the same versions, CPU-only, from PyTorch's own index (~0.2 GB); it needs access to
+# download.pytorch.org, which this project's machines lack: that path is not exercised here.
+TORCH  ?= default
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX_cpu := https://download.pytorch.org/whl/cpu
+STAMP  := $(VENV)/.installed-$(TORCH)
 
 .PHONY: setup demo test bench bench-parse fuzz clean graphviz
 
 setup: $(STAMP) graphviz
 
 $(STAMP): pyproject.toml
+	@case "$(TORCH)" in default|cpu) ;; *) \
+	  echo "error: TORCH=$(TORCH): expected TORCH=default (PyPI's build) or TORCH=cpu (CPU-only build)" >&2; exit 1;; esac
+	@for other in $(VENV)/.installed-default $(VENV)/.installed-cpu; do \
+	  if [ -e "$$other" ] && [ "$$other" != "$(STAMP)" ]; then \
+	    echo "error: $(VENV) was set up with $${other##*.installed-} torch; run 'make clean' before 'make setup TORCH=$(TORCH)'" >&2; \
+	    exit 1; fi; done
 	@command -v $(PYTHON) >/dev/null 2>&1 || { \
-	  echo "error: $(PYTHON) not found; bsnc's set-up needs Python 3.11 (or run: make PYTHON=python3.X ...)" >&2; exit 1; }
+	  echo "error: $(PYTHON) not found; bsnc's set-up needs Python 3.10 or later (run: make PYTHON=python3.X ...)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet $(TORCH_PINS) $(if $(TORCH_INDEX_$(TORCH)),--index-url $(TORCH_INDEX_$(TORCH)))
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
@@ -30,8 +41,16 @@ graphviz:
 	  exit 1; \
 	fi
 
+define USE_BSNC
+	@echo
+	@echo "bsnc is installed in $(VENV). To use it:"
+	@echo "  . $(VENV)/bin/activate      # then: bsnc --help, bsnc check cnf_w8, ..."
+	@echo "  or run $(VENV)/bin/bsnc directly"
+endef
+
 demo: setup
 	$(PY) examples/demo.py
+	$(USE_BSNC)
 
 bench: setup
 	$(PY) benchmarks/bench.py
@@ -47,6 +66,7 @@ bench-parse: setup
 
 test: setup
 	$(PY) -m pytest -q -n 2
+	$(USE_BSNC)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out runs fuzz-failures

@@ -212,12 +212,46 @@ def bench_memory(repeats: int) -> dict:
     return {"generated_mb": gen, "reference_mb": ref, "ratio": gen / ref if ref else float("nan"), "target": 1.0}
 
 
+STARTUP_COMMANDS = {
+    "bsnc --help": ["--help"],
+    "bsnc fmt fabrics/cnf.bsn": ["fmt", str(ROOT / "fabrics" / "cnf.bsn")],
+    "completion of 'bsnc tr'": [],
+}
+
+
+def _bsnc_process(args: list[str]) -> tuple[list[str], dict]:
+    import os
+
+    env = dict(os.environ)
+    if not args:  # click's bash completion protocol
+        env.update(_BSNC_COMPLETE="bash_complete", COMP_WORDS="bsnc tr", COMP_CWORD="1")
+    script = Path(sys.executable).parent / "bsnc"  # the installed entry point, as a user runs it
+    return [str(script), *args], env
+
+
+def bench_startup(repeats: int) -> dict:
+    """Wall time of commands that need no network (each a fresh process) against a fresh
+    `python -c "import torch"`; medians, alternating."""
+    sides = {"import torch": ([sys.executable, "-c", "import torch"], None)}
+    sides.update({name: _bsnc_process(args) for name, args in STARTUP_COMMANDS.items()})
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats + 1):
+        for name, (cmd, env) in sides.items():
+            start = time.perf_counter()
+            subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, check=True)
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(v[1:]) for name, v in times.items()}  # the first run warms caches
+    torch_s = medians.pop("import torch")
+    return {"import_torch_s": torch_s, "commands": {name: {"s": t, "ratio": t / torch_s} for name, t in medians.items()},
+            "target": 0.3}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="run only these: training cost_proportional resnet20 "
-                        "compile costs memory")
+                        "compile costs memory startup")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "results" / "bench.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -228,6 +262,7 @@ def main() -> None:
         "compile": bench_compile_time,
         "costs": lambda: bench_costs(args.repeats * 3),
         "memory": lambda: bench_memory(args.repeats),
+        "startup": lambda: bench_startup(args.repeats),
     }
     results = {"machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads}}
     for name, fn in benches.items():
@@ -274,6 +309,11 @@ def print_table(r: dict) -> None:
         t = r["memory"]
         rows.append(("6 peak memory of a step, generated / reference", f"{t['generated_mb']:.0f} / "
                      f"{t['reference_mb']:.0f} MB", f"{t['ratio']:.2f}", "≤ 1.0"))
+    if "startup" in r:
+        t = r["startup"]
+        for name, v in t["commands"].items():
+            rows.append((f"7 {name} / python -c 'import torch'",
+                         f"{v['s'] * 1e3:.0f} / {t['import_torch_s'] * 1e3:.0f} ms", f"{v['ratio']:.2f}", "≤ 0.3"))
     width = max(len(row[0]) for row in rows) if rows else 10
     print()
     print(f"{'benchmark'.ljust(width)}  {'measured':>22}  {'ratio':>6}  target")

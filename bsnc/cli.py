@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
+from bsnc.cliparams import BsnFile, CostName, DataName, Device
 from bsnc.errors import BsncError
+from bsnc.output import NORMAL, VERBOSE, verbosity
 
-BSN_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+BSN_FILE = BsnFile()
 
 
 class _ReportedError(click.ClickException):
@@ -30,7 +34,46 @@ class _ReportedError(click.ClickException):
         click.echo(self.error.render(), err=True)
 
 
+def _count_option(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    ctx.meta[f"bsnc.{param.name}"] = ctx.meta.get(f"bsnc.{param.name}", 0) + value
+
+
+class _Command(click.Command):
+    """A command with -q/--quiet and -v/--verbose, read through `level()` rather than passed to
+    the function."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.params += [
+            click.Option(["-q", "--quiet"], count=True, expose_value=False, callback=_count_option,
+                         help="Say less: only results and errors (no progress, no notes)."),
+            click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_count_option,
+                         help="Say more: the command's wall time; train: progress bars even off a terminal."),
+        ]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        start = time.perf_counter()
+        value = super().invoke(ctx)
+        if level() >= VERBOSE:
+            click.echo(f"bsnc {ctx.info_name}: done in {time.perf_counter() - start:.2f} s", err=True)
+        return value
+
+
+def level() -> int:
+    """The verbosity of the running command: QUIET, NORMAL or VERBOSE."""
+    ctx = click.get_current_context()
+    return verbosity(ctx.meta.get("bsnc.quiet", 0), ctx.meta.get("bsnc.verbose", 0))
+
+
+def note(message: str) -> None:
+    """An informational line on stderr, unless -q."""
+    if level() >= NORMAL:
+        click.echo(message, err=True)
+
+
 class _Group(click.Group):
+    command_class = _Command
+
     def invoke(self, ctx: click.Context) -> Any:
         from bsnc.errors import Interrupted
         from bsnc.files import describe
@@ -86,6 +129,19 @@ def _parse_defines(ctx: click.Context, param: click.Parameter, values: tuple[str
     return defines
 
 
+def _parse_fractions(value: Any, option: str) -> tuple[float, ...]:
+    """'0.5,0.75' (or a list from a config file) to fractions in (0, 1)."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    try:
+        fractions = tuple(float(item) for item in items if str(item).strip())
+    except ValueError:
+        fractions = ()
+    if not fractions or not all(0 < f < 1 for f in fractions):
+        raise click.BadParameter(f"{value!r}: expected fractions of the epochs between 0 and 1, e.g. 0.5,0.75",
+                                 param_hint=option)
+    return fractions
+
+
 def defines_option(fn: Callable) -> Callable:
     return click.option(
         "-D", "--define", "defines", multiple=True, metavar="NAME=VALUE", callback=_parse_defines,
@@ -130,7 +186,8 @@ def main() -> None:
 @click.argument("file", type=BSN_FILE)
 @defines_option
 @primitives_option
-def check(file: Path, defines: dict[str, str]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON for scripts.")
+def check(file: Path, defines: dict[str, str], as_json: bool) -> None:
     """Validate FILE and print a summary of its super network.
 
     Reports layers, edges (stochastic and fixed), the parameter count of the full network and
@@ -142,19 +199,22 @@ def check(file: Path, defines: dict[str, str]) -> None:
       bsnc check fabrics/cnf.bsn -D W=2 -D C=16 -D size=8
     """
     from bsnc.lang.frontend import load_network
-    from bsnc.lang.summary import summary_lines
+    from bsnc.lang.summary import summary_dict, summary_lines
 
     network = load_network(file, defines)
+    if as_json:
+        click.echo(json.dumps(summary_dict(network), indent=2))
+        return
     for line in summary_lines(network):
         click.echo(line)
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=BSN_FILE)
+@click.argument("files", nargs=-1, required=True, type=BsnFile(stdin=True))
 @click.option("--check", "check_only", is_flag=True, help="Only check: exit 1 if a FILE is not in canonical form.")
 @click.option("-w", "--write", is_flag=True, help="Rewrite each FILE in place in canonical form.")
 def fmt(files: tuple[Path, ...], check_only: bool, write: bool) -> None:
-    """Print FILE in canonical form, or check or rewrite FILES.
+    """Print FILE in canonical form, or check or rewrite FILES. FILE - reads standard input.
 
     Canonical form: four-space indentation, one statement per line, minimal parentheses;
     comments and blank-line groups are kept.
@@ -164,33 +224,37 @@ def fmt(files: tuple[Path, ...], check_only: bool, write: bool) -> None:
       bsnc fmt fabrics/cnf.bsn
       bsnc fmt --check fabrics/*.bsn
       bsnc fmt -w my_fabric.bsn
+      cat my_fabric.bsn | bsnc fmt -
     """
     from bsnc.errors import display_path
     from bsnc.files import atomic_write_text
     from bsnc.lang.formatter import format_file
-    from bsnc.lang.parser import parse, read_source
+    from bsnc.lang.parser import decode_source, parse, read_source
 
     if check_only and write:
         raise click.UsageError("--check and --write exclude each other")
     if not (check_only or write) and len(files) > 1:
         raise click.UsageError(f"got {len(files)} files; give one FILE to print, or use --check or --write")
+    if write and "-" in files:
+        raise click.UsageError("--write cannot rewrite standard input (FILE -); print it instead")
     unformatted = 0
     for file in files:
-        shown = display_path(file)
-        text = read_source(file, shown)
+        shown = "<stdin>" if file == "-" else display_path(file)
+        text = decode_source(sys.stdin.buffer.read(), shown) if file == "-" else read_source(file, shown)
         canonical = format_file(parse(text, shown))
         if check_only:
             if canonical != text:
-                click.echo(f"{shown}: not in canonical form; run `bsnc fmt -w {shlex.quote(shown)}`", err=True)
+                fix = "bsnc fmt - prints it canonical" if file == "-" else f"run `bsnc fmt -w {shlex.quote(shown)}`"
+                click.echo(f"{shown}: not in canonical form; {fix}", err=True)
                 unformatted += 1
             else:
-                click.echo(f"{shown}: canonical")
+                note(f"{shown}: canonical")
         elif write:
             if canonical != text:
                 atomic_write_text(file, canonical)
-                click.echo(f"{shown}: reformatted")
+                note(f"{shown}: reformatted")
             else:
-                click.echo(f"{shown}: already canonical")
+                note(f"{shown}: already canonical")
         else:
             click.echo(canonical, nl=False)
     if unformatted:
@@ -203,7 +267,8 @@ def fmt(files: tuple[Path, ...], check_only: bool, write: bool) -> None:
 @primitives_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Write the module here instead of printing it.")
-def compile_command(file: Path, defines: dict[str, str], output: Path | None) -> None:
+@click.option("--force", is_flag=True, help="Overwrite -o even if bsnc did not write it.")
+def compile_command(file: Path, defines: dict[str, str], output: Path | None, force: bool) -> None:
     """Generate the PyTorch module of FILE's network.
 
     A network with stochastic edges becomes a module that samples one architecture per
@@ -225,17 +290,21 @@ def compile_command(file: Path, defines: dict[str, str], output: Path | None) ->
     if output is None:
         click.echo(source, nl=False)
         return
+    from bsnc.output import guard_overwrite, record_written
+
+    guard_overwrite([output], force, f"-o {output}")
     atomic_write_text(output, source)
+    record_written([output])
     stochastic = len(network.stochastic_edges)
     kind = f"{stochastic} stochastic edges" if stochastic else "static, imports only torch"
-    click.echo(f"wrote {output}: class {network.name}, {len(network.edges)} edges ({kind})", err=True)
+    note(f"wrote {output}: class {network.name}, {len(network.edges)} edges ({kind})")
 
 
 @main.command()
 @click.argument("file", type=BSN_FILE)
 @defines_option
 @primitives_option
-@click.option("--cost", "costs", multiple=True, metavar="NAME",
+@click.option("--cost", "costs", type=CostName(), multiple=True, metavar="NAME",
               help="flops, params, latency:TABLE.json, distributed:n=K, package.module:function or an "
                    "entry point of group bsnc.costs. Repeatable. Default: flops and params.")
 @click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -263,8 +332,8 @@ def cost(file: Path, defines: dict[str, str], costs: tuple[str, ...], mask: Path
 @click.argument("file", type=BSN_FILE)
 @defines_option
 @primitives_option
-@click.option("--device", type=click.Choice(["cpu", "cuda", "mps"]), default="cpu", show_default=True,
-              help="Device to time the edges on.")
+@click.option("--device", type=Device(auto=False), default="cpu", show_default=True,
+              help="Device to time the edges on: cpu, mps, cuda or cuda:N.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("latency.json"),
               show_default=True, help="Table to write; an existing table of the same device is extended.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
@@ -316,35 +385,22 @@ def latency_table(file: Path, defines: dict[str, str], device: str, output: Path
 
 
 def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    """Values from a JSON or TOML file become defaults that command-line flags override."""
+    """Values from a TOML, YAML or JSON file (or a run's config.json) become defaults that
+    command-line flags override."""
     if value is None:
         return None
-    import json
-
-    import tomllib
-
-    from bsnc.files import read_regular
+    from bsnc.config import option_defaults, read_table
 
     try:
-        text = read_regular(value, 1024 * 1024, str(value)).decode("utf-8")
-        data = tomllib.loads(text) if value.suffix == ".toml" else json.loads(text)
-    except BsncError as exc:
+        data, _ = read_table(value)
+    except BsncError as exc:  # not a regular file, or too large
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     except (OSError, ValueError, RecursionError) as exc:
-        raise click.BadParameter(f"{value}: cannot read it as {'TOML' if value.suffix == '.toml' else 'JSON'} ({exc})",
-                                 ctx=ctx, param=param) from None
-    if not isinstance(data, dict):
-        raise click.BadParameter(f"{value}: expected a table of option names to values", ctx=ctx, param=param)
-    known = {p.name for p in ctx.command.params}
-    defaults = {}
-    for key, item in data.items():
-        name = key.replace("-", "_")
-        name = {"lambda": "lam", "define": "defines"}.get(name, name)
-        if name not in known or name == "config":
-            raise click.BadParameter(f"{value}: unknown option {key!r}", ctx=ctx, param=param)
-        if name == "defines" and isinstance(item, dict):
-            item = [f"{k}={v}" for k, v in item.items()]
-        defaults[name] = item
+        raise click.BadParameter(f"{value}: cannot read it ({exc})", ctx=ctx, param=param) from None
+    known = {p.name for p in ctx.command.params if p.name and p.expose_value}  # not -q/-v or --config
+    defaults, unknown = option_defaults(data, known)
+    if unknown is not None:
+        raise click.BadParameter(f"{value}: unknown option {unknown!r}", ctx=ctx, param=param)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
 
@@ -355,11 +411,13 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--primitives", multiple=True, metavar="MODULE", help=_PRIMITIVES_HELP)
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True,
               expose_value=False, callback=_load_config_file,
-              help="JSON or TOML file of option values (e.g. epochs = 30); flags override it.")
-@click.option("--data", default="digits", show_default=True, metavar="NAME",
-              help="digits (built in), cifar10, cifar100, partlabels, synthetic-seg or fake.")
+              help="TOML, YAML or JSON file of option values (e.g. epochs = 30), or a run's config.json to "
+                   "replay it; flags override it.")
+@click.option("--data", type=DataName(), default="digits", show_default=True, metavar="NAME",
+              help="digits (built in), cifar10, cifar100, partlabels, synthetic-seg, fake, imagefolder, "
+                   "package.module:function or an entry point of group bsnc.datasets.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the dataset's files are.")
-@click.option("--cost", default="flops", show_default=True, metavar="NAME",
+@click.option("--cost", type=CostName(), default="flops", show_default=True, metavar="NAME",
               help="flops, params, latency:TABLE.json, distributed:n=K or package.module:function.")
 @click.option("--budget", metavar="VALUE",
               help="Maximum cost, with units (40.9M, 0.27M, 12ms, 6) or as a share of the full cost (30%).")
@@ -373,10 +431,23 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
                    "architecture that reaches the output.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Epochs with every edge on and Γ frozen before the search.")
+              help="Epochs with every edge on and Γ frozen before the search (the paper: 50 of 300; the "
+                   "default 0 suits short runs).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True,
+              help="Optimiser of the weights (the paper's: SGD with momentum); Γ shares it.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
-              help="Learning rate of the weights (divided by 10 at 50% and 75% of the epochs).")
+              help="Learning rate of the weights.")
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
+              help="SGD momentum (unused by adam and adamw).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Weight decay of the weights (not of Γ).")
+@click.option("--schedule", type=click.Choice(["step", "cosine", "constant"]), default="step", show_default=True,
+              help="The weights' learning-rate schedule: step divides it by 10 at each --milestones fraction of "
+                   "the epochs.")
+@click.option("--milestones", default="0.5,0.75", show_default=True, metavar="F,F,...",
+              callback=lambda ctx, param, value: _parse_fractions(value, "--milestones"),
+              help="With --schedule step: fractions of the epochs where the learning rate drops.")
 @click.option("--path-lr", type=click.FloatRange(min=0), default=20.0, show_default=True,
               help="Step of the edge probabilities Γ per epoch, whatever the data set's size: a logit of Γ "
                    "moves at most PATH_LR/2 in one epoch (SGD on normalised advantages; not decayed).")
@@ -389,30 +460,34 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--idle-penalty", type=click.FloatRange(min=0), default=0.01, show_default=True,
               help="Reward cost of each idle edge (switched on but not reaching the output): a tie-break "
                    "that lets Γ decide edges nothing else tells apart.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
-              help="auto: cuda, then mps, then cpu.")
+@click.option("--device", type=Device(), default="auto", show_default=True,
+              help="auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N.")
 @click.option("--amp", is_flag=True, help="Mixed precision (autocast + grad scaler) on CUDA.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where config.json, metrics.jsonl, ckpt.pt and best.pt go [default: runs/NETWORK].")
-@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its ckpt.pt.")
+              help="Where config.json, metrics.jsonl, ckpt.pt and best.pt go [default: runs/FILE/N, numbered, "
+                   "with runs/FILE/latest pointing at the newest].")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir (default: runs/FILE/latest) from its "
+                                             "ckpt.pt.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data-loading processes.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--full-network", is_flag=True,
               help="Train every edge, with no search and no budget: the static baseline of a sweep.")
 @click.option("--logger", "loggers", multiple=True, metavar="NAME",
               help="Also log each epoch to csv (RUN_DIR/metrics.csv) or tensorboard (RUN_DIR/tensorboard); "
                    "repeat or separate with commas. metrics.jsonl is always written.")
-def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data: str, data_dir: Path | None, cost: str, budget: str | None,
-          lam: float, penalty: str, inconsistent_penalty: float, path_lr: float, entropy_weight: float,
-          budget_use: float, idle_penalty: float, epochs: int, warmup_epochs: int, batch_size: int,
-          lr: float, device: str, amp: bool, seed: int, run_dir: Path | None, resume: bool,
-          workers: int, quiet: bool, full_network: bool, loggers: tuple[str, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (and no per-epoch lines).")
+def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data: str, data_dir: Path | None,
+          cost: str, budget: str | None, lam: float, penalty: str, inconsistent_penalty: float, path_lr: float,
+          entropy_weight: float, budget_use: float, idle_penalty: float, epochs: int, warmup_epochs: int,
+          batch_size: int, optimizer: str, lr: float, momentum: float, weight_decay: float, schedule: str,
+          milestones: tuple[float, ...], device: str, amp: bool, seed: int, run_dir: Path | None, resume: bool,
+          workers: int, full_network: bool, loggers: tuple[str, ...], as_json: bool) -> None:
     """Train FILE's super network under a budget: weights and edge probabilities together.
 
     Each example samples its own architecture; REINFORCE pushes the edge probabilities
     towards architectures with low loss + lambda * penalty(cost / budget). A network with no
     stochastic edge trains as a plain network. Under torchrun, training is distributed.
+    Progress bars show on a terminal only; -q also drops the per-epoch lines.
 
     Exit status 3 when no epoch's architecture reached the output within the budget (the run's
     files are written; export refuses it unless --allow-over-budget). See docs/search.md.
@@ -423,23 +498,24 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
           --data digits --cost flops --budget 2M --epochs 20
       bsnc train fabrics/resnet_fabric_n3.bsn --data cifar10 --data-dir ~/data \\
           --cost params --budget 0.27M --epochs 300 --warmup-epochs 50
-      torchrun --nproc_per_node 2 -m bsnc train fabrics/cnf_w8.bsn --data cifar10 ...
+      bsnc train cnf_w8 --config runs/cnf_w8/0/config.json --seed 1
+      torchrun --nproc_per_node 2 -m bsnc train fabrics/cnf_w8.bsn --run-dir runs/ddp --data cifar10 ...
     """
+    from bsnc import api
+    from bsnc.output import NORMAL, progress_wanted
     from bsnc.search.loggers import parse_loggers
-    from bsnc.search.train import TrainConfig
-    from bsnc.search.train import train as run_training
 
     if amp and device == "cpu":
-        click.echo("note: --amp needs CUDA; training in float32", err=True)
-    config = TrainConfig(
-        file=str(file.resolve()), defines=defines, primitives=list(primitives), data=data, data_dir=str(data_dir) if data_dir else None, cost=cost,
-        budget=budget, lam=lam, penalty=penalty, inconsistent_penalty=inconsistent_penalty, idle_penalty=idle_penalty, entropy_weight=entropy_weight, budget_use=budget_use,
-        epochs=epochs,
-        warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, path_lr=path_lr, device=device, amp=amp,
-        seed=seed, run_dir=str(run_dir or Path("runs") / file.stem), resume=resume, workers=workers,
-        progress=not quiet, full_network=full_network, loggers=parse_loggers(loggers),
+        note("note: --amp needs CUDA; training in float32")
+    result = api.train(
+        file, data, defines=defines, primitives=list(primitives), data_dir=data_dir, cost=cost, budget=budget,
+        lam=lam, penalty=penalty, inconsistent_penalty=inconsistent_penalty, path_lr=path_lr,
+        entropy_weight=entropy_weight, budget_use=budget_use, idle_penalty=idle_penalty, epochs=epochs,
+        warmup_epochs=warmup_epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+        weight_decay=weight_decay, schedule=schedule, milestones=milestones, device=device, amp=amp, seed=seed,
+        run_dir=run_dir, resume=resume, workers=workers, full_network=full_network, loggers=parse_loggers(loggers),
+        progress=progress_wanted(level()), quiet=as_json or level() < NORMAL,
     )
-    result = run_training(config)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
         return
     if result.budget is not None and result.shipped is None:
@@ -450,6 +526,9 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
             f"(the last costs {result.deterministic_cost:,.0f}); {result.run_dir} has no best.pt and "
             "`bsnc export` refuses it unless --allow-over-budget. Try a larger --budget, more --epochs "
             "(--resume --epochs N extends this run) or a larger --lambda")
+    if as_json:
+        click.echo(json.dumps(api.run_summary(result), indent=2))
+        return
     shipped = f" (best.pt, epoch {result.shipped.epoch})" if result.shipped is not None else ""
     click.echo(f"done: test accuracy {result.test_acc * 100:.2f}%{shipped}, run directory {result.run_dir}")
 
@@ -470,8 +549,15 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
                    "most COST (e.g. 200k). Needs a run directory.")
 @click.option("--allow-over-budget", is_flag=True,
               help="Export even an architecture over the run's budget (refused otherwise).")
+@click.option("--network", type=BSN_FILE, metavar="FILE",
+              help="RUN_DIR_OR_CKPT is a plain state dict from your own training loop: the .bsn file (or shipped "
+                   "name) of its model; give its -D values too.")
+@defines_option
+@click.option("--force", is_flag=True, help="Overwrite files in the output directory that bsnc did not write.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, keep_threshold: float,
-           pick: str | None, allow_over_budget: bool) -> None:
+           pick: str | None, allow_over_budget: bool, network: Path | None, defines: dict[str, str], force: bool,
+           as_json: bool) -> None:
     """Export a trained run as a pruned static network.
 
     Writes NAME_pruned.bsn (the architecture as a static .bsn file), NAME_pruned.pt (its
@@ -481,19 +567,44 @@ def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, ke
     exports best.pt (the best validation accuracy within budget); a run with none is refused
     unless --allow-over-budget (then ckpt.pt, the last epoch). An architecture over the run's
     budget (e.g. from --keep-threshold or --mask) is refused likewise.
+    runs/NAME exports its latest run. Weights saved from your own loop (torch.save of a
+    bsnc.load model's state_dict) export with --network FILE and the model's -D values.
 
     \b
     Example:
       bsnc export runs/cnf --prune
       bsnc export runs/cnf --prune --pick cheapest -o small/
       bsnc export runs/cnf/ckpt.pt --prune -o shipped/ --keep-threshold 0.3
+      bsnc export own.pt --prune --network cnf_w8 -D C=16 -o shipped/
     """
-    from bsnc.export.exporter import export_run
+    from bsnc import api
+    from bsnc.output import guard_directory, record_written
 
-    result = export_run(run, output, mask, keep_threshold, pick=pick, allow_over_budget=allow_over_budget)
+    if defines and network is None:
+        raise click.UsageError("-D: only with --network (a run remembers its own -D values)")
+    if network is None:
+        from bsnc.search.checkpoint import find_checkpoint
+
+        target = output if output is not None else find_checkpoint(run, "best.pt").parent / "export"
+    elif output is None:
+        raise click.UsageError("--network: give -o DIR, where the export of a state dict goes")
+    else:
+        target = output
+    guard_directory(target, force, f"-o {target}")
+    if network is not None and (pick is not None or allow_over_budget):
+        raise click.UsageError("--pick and --allow-over-budget choose within a run; a state dict (--network) "
+                               "has no run to choose from")
+    result = api.export(run, target, network=network, defines=defines if network is not None else None, mask=mask,
+                        keep_threshold=keep_threshold, pick=pick, allow_over_budget=allow_over_budget)
+    record_written(result.files)
+    if as_json:
+        click.echo(json.dumps({"out_dir": str(result.out_dir), "kept": int(result.active.sum()),
+                               "edges": len(result.active), "files": [str(p) for p in result.files],
+                               "dot_missing": bool(result.dot_missing)}, indent=2))
+        return
     if result.dot_missing:
-        click.echo("note: Graphviz's dot is not installed: wrote the .dot file only "
-                   "(install graphviz to get the SVG and PNG)", err=True)
+        note("note: Graphviz's dot is not installed: wrote the .dot file only "
+             "(install graphviz to get the SVG and PNG)")
     pruned = result.pruned
     click.echo(f"kept {int(result.active.sum())} of {len(result.active)} edges; wrote:")
     for path in result.files:
@@ -516,7 +627,9 @@ def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, ke
               help="Output path without suffix [default: the network's name]; writes .dot, .svg and .png.")
 @click.option("--keep-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="With --probs: an edge is kept when its probability is above this.")
-def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path | None, keep_threshold: float) -> None:
+@click.option("--force", is_flag=True, help="Overwrite the .dot, .svg and .png even if bsnc did not write them.")
+def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path | None, keep_threshold: float,
+         force: bool) -> None:
     """Draw FILE's super network with Graphviz.
 
     A fabric is laid out as a grid of columns and scales (from the layout hints `at (x, y)`),
@@ -543,13 +656,47 @@ def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path |
     from bsnc.lang.summary import human
 
     title = f"{network.name}: {len(network.edges)} edges, {human(flops)} flops, {human(params)} params (full)"
-    result = render(network, output or Path(network.name), gammas=gammas, title=title, threshold=keep_threshold,
-                    kept=kept)
+    from bsnc.output import guard_overwrite, record_written
+
+    stem = output or Path(network.name)
+    guard_overwrite([stem.with_name(f"{stem.name}.{ext}") for ext in ("dot", "svg", "png")], force, f"-o {stem}")
+    result = render(network, stem, gammas=gammas, title=title, threshold=keep_threshold, kept=kept)
+    record_written([result.dot, *result.rendered])
     if result.dot_missing:
-        click.echo("note: Graphviz's dot is not installed: wrote the .dot file only "
-                   "(install graphviz to get the SVG and PNG)", err=True)
+        note("note: Graphviz's dot is not installed: wrote the .dot file only "
+             "(install graphviz to get the SVG and PNG)")
     for path in [result.dot, *result.rendered]:
-        click.echo(f"wrote {path}")
+        note(f"wrote {path}")
+
+
+@main.command()
+@click.option("--path", "show_path", is_flag=True, help="Print only the directory that holds them.")
+@click.option("--json", "as_json", is_flag=True, help="Print names and paths as JSON.")
+def fabrics(show_path: bool, as_json: bool) -> None:
+    """List the super networks shipped with bsnc and where they are.
+
+    Every command that takes a .bsn FILE also takes a shipped fabric's name; copy a file from
+    here to start your own.
+
+    \b
+    Example:
+      bsnc fabrics
+      bsnc check cnf_w8
+      cp "$(bsnc fabrics --path)/cnf.bsn" my_fabric.bsn
+    """
+    from bsnc.lang.shipped import fabrics_dir, shipped_names
+
+    directory = fabrics_dir()
+    if show_path:
+        click.echo(str(directory))
+        return
+    listing = {name: str(directory / f"{name}.bsn") for name in shipped_names()}
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    width = max(len(name) for name in listing)
+    for name, path in listing.items():
+        click.echo(f"{name.ljust(width)}  {path}")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["-h", "--help"]})
@@ -566,9 +713,10 @@ def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path |
               help="Submit the runs to a Ray cluster instead (e.g. auto, or ray://host:10001); "
                    "needs bsnc[ray] and the same paths on every node.")
 @click.option("--no-baseline", is_flag=True, help="Skip the full network trained as a static baseline.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results table as JSON.")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED, metavar="[TRAIN OPTIONS]...")
 def sweep(file: Path, defines: dict[str, str], budgets: str, seeds: str, out: Path, jobs: int,
-          ray_address: str | None, no_baseline: bool, train_args: tuple[str, ...]) -> None:
+          ray_address: str | None, no_baseline: bool, as_json: bool, train_args: tuple[str, ...]) -> None:
     """Train FILE once per budget and seed, plus the full network as a baseline.
 
     Every option after the sweep's own is passed to each `bsnc train` (e.g. --data, --epochs,
@@ -604,9 +752,14 @@ def sweep(file: Path, defines: dict[str, str], budgets: str, seeds: str, out: Pa
         line = f"{result.name}: {result.status}{cost}{figures}" + (f" ({result.error})" if result.error else "")
         click.echo(line, err=result.status != "done")
 
-    results = run_sweep(spec, on_result=show)
+    import dataclasses
+
+    results = run_sweep(spec, on_result=None if as_json else show)
     failed = [r for r in results if r.status != "done"]
-    click.echo(f"wrote {out / 'results.csv'} and {out / 'results.json'} ({len(results)} runs)")
+    if as_json:
+        click.echo(json.dumps({"runs": [dataclasses.asdict(r) for r in results]}, indent=2))
+    else:
+        click.echo(f"wrote {out / 'results.csv'} and {out / 'results.json'} ({len(results)} runs)")
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(results)} runs failed: "
                                    + ", ".join(r.name for r in failed) + f"; their logs are in {out / 'runs'}")

@@ -41,6 +41,33 @@ from). No command shows a Python traceback for a mistake in its input, an output
 write (a missing or read-only directory, a full disk, a full stdout), a special file (a FIFO or a
 device is refused without being read) or a damaged checkpoint; a NaN or infinite numeric option
 is refused with its name.
+
+**Files.** A `FILE` argument is a path or the name of a fabric shipped with bsnc (`bsnc check
+cnf_w8`; `bsnc fabrics` lists them); `bsnc fmt -` reads standard input. bsnc never replaces a
+file it did not write: `compile -o`, `draw -o` and `export -o` stop with an error when a file
+in the way was not written by bsnc or was edited since, unless you pass `--force`. To tell, bsnc
+keeps the SHA-256 of what it wrote in `.bsnc-written.json` beside its outputs. Everything is
+written to a temporary file first and then renamed, so an interrupted command leaves no
+half-written file.
+
+**Runs.** Without `--run-dir`, each `bsnc train FILE` gets a new numbered directory
+`runs/FILE/0`, `runs/FILE/1`, ..., and `runs/FILE/latest` links to the newest; `--resume`
+continues it, and `bsnc export runs/FILE` or `bsnc draw ... --probs runs/FILE` use it. (Under
+`torchrun`, give `--run-dir`: every process must agree on one directory.)
+
+**Verbosity and scripts.** Every command takes `-q` (results and errors only) and `-v` (also
+its wall time; for `train`, progress bars even when not on a terminal). Progress bars are
+shown on a terminal only, so a log file never fills with them. `check`, `cost`, `train`,
+`export` and `fabrics` print JSON with `--json`.
+
+**Config files.** `bsnc train --config FILE` reads option values from TOML (`.toml`), YAML
+(`.yaml`, `.yml`) or JSON (`.json`): keys are long option names (`batch-size` or `batch_size`,
+`lambda`, `define` as a table of `-D` values); flags on the command line override them. A run's
+own `config.json` replays that run's settings (not its `FILE` or run directory):
+`bsnc train cnf_w8 --config runs/cnf_w8/0/config.json --seed 1`.
+
+**Shell completion** of commands, options, shipped fabric names and `--data`, `--cost` and
+`--device` values: see the README's [installation notes](../README.md#installing-it-elsewhere).
 """
 
 

@@ -71,7 +71,7 @@ def main() -> None:
         ("latency, batch 1, CPU", f"{full_ms:.2f} ms", f"{pruned_ms:.2f} ms"),
     ]
     print("\nartefacts:")
-    for path in sorted((OUT / "export").iterdir()):
+    for path in sorted(p for p in (OUT / "export").iterdir() if not p.name.startswith(".")):  # not the ledger
         print(f"  {path.relative_to(ROOT)}")
     print(f"  {(OUT / 'run').relative_to(ROOT)}/  (config.json, metrics.jsonl, ckpt.pt, best.pt, pareto/)")
     print()

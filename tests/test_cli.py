@@ -100,13 +100,13 @@ def test_check_reports_a_located_error(tmp_path):
 def test_check_missing_file():
     result = run("check", "does/not/exist.bsn")
     assert_clean_failure(result, 2)
-    assert "does not exist" in result.output
+    assert "'does/not/exist.bsn': no such file, and no shipped fabric has that name (shipped: cnf," in result.output
 
 
 def test_fmt_missing_file():
     result = run("fmt", "does/not/exist.bsn")
     assert_clean_failure(result, 2)
-    assert "does not exist" in result.output
+    assert "'does/not/exist.bsn': no such file" in result.output
 
 
 def test_fmt_prints_canonical_text(tmp_path):

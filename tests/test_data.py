@@ -3,6 +3,7 @@ ranges, augmentation, the missing-file messages, and network compatibility check
 
 from __future__ import annotations
 
+import collections
 import pickle
 from pathlib import Path
 
@@ -34,7 +35,10 @@ def _all(dataset) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_registry_lists_every_dataset_with_a_description():
-    assert list(DATASETS) == ["digits", "cifar10", "cifar100", "partlabels", "synthetic-seg", "fake"]
+    assert list(DATASETS) == ["digits", "cifar10", "cifar100", "imagefolder", "partlabels", "synthetic-seg", "fake"]
+    from bsnc.cliparams import DATASET_NAMES  # what shell completion offers without importing torch
+
+    assert list(DATASET_NAMES) == list(DATASETS)
     for name, entry in DATASETS.items():
         assert entry.description and "\n" not in entry.description
         assert f"{name}: {entry.description}" in dataset_help()
@@ -44,14 +48,32 @@ def test_unknown_dataset_names_the_choices():
     with pytest.raises(UsageError) as err:
         load_data("mnist", None, 0)
     assert str(err.value) == ("--data mnist: unknown dataset 'mnist'; expected one of: "
-                              "digits, cifar10, cifar100, partlabels, synthetic-seg, fake")
+                              "digits, cifar10, cifar100, imagefolder, partlabels, synthetic-seg, fake, "
+                              "or package.module:function")
 
 
 # --- digits -------------------------------------------------------------------------------------
 
 
+# sha256 of the images then labels of scikit-learn's load_digits() as uint8 (tests/regen_digits.py)
+DIGITS_SHA256 = "87ff0c9e40dc7e2c0e34e7257799c2e3f3aec1a016363bb11cad869ec428a826"
+
+
+def test_shipped_digits_are_scikit_learns_and_small():
+    import hashlib
+
+    from bsnc.search.data import digits_arrays
+
+    images, labels = digits_arrays()
+    assert images.shape == (1797, 8, 8) and labels.shape == (1797,)
+    assert images.dtype == labels.dtype == np.uint8 and images.max() == 16 and set(labels.tolist()) == set(range(10))
+    assert hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest() == DIGITS_SHA256
+    shipped = Path(__file__).resolve().parent.parent / "bsnc" / "search" / "digits.npz"
+    assert shipped.stat().st_size < 64_000
+
+
 def test_digits_real_images_split_70_15_15_in_minus_one_to_one():
-    from sklearn.datasets import load_digits
+    from bsnc.search.data import digits_arrays
 
     splits = load_data("digits", None, seed=0)
     assert splits.info == DataInfo("digits", (1, 8, 8), 10, "classification")
@@ -62,10 +84,10 @@ def test_digits_real_images_split_70_15_15_in_minus_one_to_one():
     assert xs.shape == (1797, 1, 8, 8) and xs.dtype == torch.float32
     assert ys.dtype == torch.long and parts[0][1][0].shape == ()
     assert xs.min() == -1.0 and xs.max() == 1.0
-    # the three splits are a partition of scikit-learn's 1,797 images
-    bunch = load_digits()
-    assert torch.equal(torch.bincount(ys, minlength=10), torch.bincount(torch.as_tensor(bunch.target)))
-    original = {tuple(row) + (int(t),) for row, t in zip(bunch.data.astype(int), bunch.target)}
+    # the three splits are a partition of the 1,797 shipped images
+    images, labels = digits_arrays()
+    assert torch.equal(torch.bincount(ys, minlength=10), torch.bincount(torch.as_tensor(labels, dtype=torch.long)))
+    original = {tuple(row) + (int(t),) for row, t in zip(images.reshape(-1, 64).astype(int), labels)}
     ours = {tuple(((x.flatten() + 1) * 8).round().int().tolist()) + (int(y),) for x, y in zip(xs, ys)}
     assert ours == original
     for _, y in parts:
@@ -225,6 +247,98 @@ def test_cifar_unreadable_batch_is_a_usage_error(tmp_path):
         load_data("cifar10", tmp_path, 0)
 
 
+class _Planted:
+    """Unpickling this calls os.system: it writes a marker file if the payload ever runs."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("where", ["data_batch_1", "batches.meta"])
+def test_cifar_refuses_a_planted_pickle_without_running_it(tmp_path, where):
+    _write_cifar(tmp_path, "cifar10", per_file=2)
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "cifar-10-batches-py" / where
+    path.write_bytes(pickle.dumps({"data": _Planted(marker), "labels": [0, 1]}, protocol=2))
+    with pytest.raises(UsageError) as err:
+        load_data("cifar10", tmp_path, 0)
+    assert str(err.value) == (f"--data cifar10: {path} is not a CIFAR-10 python batch and was refused unread: "
+                              "it names posix.system, which a CIFAR batch never holds (refused; nothing was run)")
+    assert not marker.exists()
+    # the same through the command line: a located message, no traceback, exit 1, payload not run
+    from click.testing import CliRunner
+
+    from bsnc.cli import main
+
+    fabric = Path(__file__).resolve().parent.parent / "fabrics" / "resnet20.bsn"
+    result = CliRunner().invoke(main, ["train", str(fabric), "--data", "cifar10", "--data-dir", str(tmp_path),
+                                       "--epochs", "1", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "was refused unread" in result.output and "Traceback" not in result.output
+    assert not marker.exists()
+
+
+def test_restricted_unpickler_refuses_object_arrays_and_foreign_globals(tmp_path):
+    from bsnc.search.safe_pickle import RefusedPickle, load_restricted
+
+    path = tmp_path / "batch"
+    path.write_bytes(pickle.dumps({"data": np.array([1, "x"], dtype=object)}, protocol=2))
+    with pytest.raises(RefusedPickle, match="dtype 'O8'"):
+        load_restricted(path)
+    path.write_bytes(pickle.dumps({"data": collections.OrderedDict()}, protocol=2))
+    with pytest.raises(RefusedPickle, match="collections.OrderedDict"):
+        load_restricted(path)
+    path.write_bytes(pickle.dumps(np.float64(1.5), protocol=2))  # a numpy scalar: not in CIFAR
+    with pytest.raises(RefusedPickle, match="numpy.*scalar"):
+        load_restricted(path)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_restricted_unpickler_reads_arrays_like_pickle(tmp_path, protocol):
+    from bsnc.search.safe_pickle import load_restricted
+
+    value = {"data": np.arange(24, dtype=np.uint8).reshape(2, 12), "big": np.array([[1.5, 2], [3, 4]], ">f8"),
+             "fortran": np.asfortranarray(np.arange(6, dtype=np.int64).reshape(2, 3)), "labels": [3, 4],
+             "filenames": ["a.png", b"b.png"], "pair": (1, 2.5, None, True)}
+    path = tmp_path / "batch"
+    path.write_bytes(pickle.dumps(value, protocol=protocol))
+    loaded = load_restricted(path)
+    assert loaded.keys() == value.keys()
+    for key in ("data", "big", "fortran"):
+        assert loaded[key].dtype == value[key].dtype and np.array_equal(loaded[key], value[key])
+    assert [loaded[k] for k in ("labels", "filenames", "pair")] == [value[k] for k in ("labels", "filenames", "pair")]
+
+
+def test_cifar_reads_a_python2_style_batch_whose_data_is_a_latin1_string(tmp_path):
+    """The real CIFAR files were pickled by Python 2: the array's bytes are a str that must be
+    read as latin-1. Fabricate that layout by hand (protocol 2 opcodes) and read it."""
+    _write_cifar(tmp_path, "cifar10", per_file=2)
+    folder = tmp_path / "cifar-10-batches-py"
+    images = np.stack([_image(i).reshape(-1) for i in range(2)])
+
+    def py2str(raw: bytes) -> bytes:  # Python 2's str: SHORT_BINSTRING or BINSTRING
+        return (b"U" + bytes([len(raw)]) if len(raw) < 256 else b"T" + len(raw).to_bytes(4, "little")) + raw
+
+    array = (b"cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nK\x00\x85U\x01b\x87R("
+             b"K\x01K\x02M\x00\x0c\x86cnumpy\ndtype\n" + py2str(b"u1") + b"K\x00K\x01\x87R"
+             b"(K\x03" + py2str(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89"
+             + py2str(images.tobytes()) + b"tb")
+    batch = b"\x80\x02}(" + py2str(b"data") + array + py2str(b"labels") + b"](K\x03K\x04eu."
+    (folder / "data_batch_1").write_bytes(batch)
+    splits = load_data("cifar10", tmp_path, seed=0, augment=False)
+    found = {}
+    for dataset in (splits.train, splits.val):
+        for x, y in (dataset[i] for i in range(len(dataset))):
+            k = _identify(x)
+            assert torch.allclose(x, torch.from_numpy(_image(k)).float() / 127.5 - 1)
+            found[k] = int(y)
+    assert found[0] == 3 and found[1] == 4  # images 0 and 1 with the labels of the hand-made batch
+
+
 # --- LFW Part Labels ----------------------------------------------------------------------------
 
 _PEOPLE = {"train": [("Aaron_Eckhart", 1), ("Zoe_Ball", 1), ("Zoe_Ball", 12)],
@@ -346,24 +460,53 @@ def test_synthetic_seg_shapes_labels_and_seeds():
         load_data("synthetic-seg", None, 0, num_classes=1)
 
 
-def test_synthetic_seg_is_learnable_by_a_small_conv_net():
-    splits = load_data("synthetic-seg", None, seed=0)
-    x, y = _all(splits.train)
-    vx, vy = _all(splits.val)
+def test_synthetic_seg_pixel_values_do_not_tell_the_class():
+    """Without noise, every shape pixel has the same value whatever its class: only the pixel's
+    surroundings (the shape it belongs to) can tell a disc from a square."""
+    splits = load_data("synthetic-seg", None, seed=0, num_classes=7)
+    dataset = splits.train
+    dataset.noise = 0.0
+    seen = set()
+    for i in range(40):
+        x, y = dataset[i]
+        assert torch.equal(x[:, y > 0], torch.full_like(x[:, y > 0], 0.5))
+        assert torch.equal(x[:, y == 0], torch.full_like(x[:, y == 0], -0.5))
+        seen |= set(y.unique().tolist())
+    assert seen == set(range(7))  # all six kinds of shape occur
+    with pytest.raises(UsageError, match=r"at most 7 classes \(background and disc, square, ring, cross, diamond, "
+                                         r"triangle\), got 8"):
+        load_data("synthetic-seg", None, 0, num_classes=8)
+
+
+def _fit(net, x, y, epochs: int) -> torch.nn.Module:
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1))
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
     loader = make_loader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True, seed=0)
-    for _ in range(7):  # 112 steps
+    for _ in range(epochs):
         for bx, by in loader:
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(net(bx), by).backward()
             optimizer.step()
-    with torch.no_grad():
-        accuracy = float((net(vx).argmax(1) == vy).float().mean())
-    majority = float(torch.bincount(vy.flatten()).max()) / vy.numel()
-    assert majority < 0.9
-    assert accuracy > max(0.95, majority + 0.1), (accuracy, majority)
+    return net
+
+
+def test_synthetic_seg_needs_context_a_per_pixel_model_cannot_solve_it():
+    splits = load_data("synthetic-seg", None, seed=0, input_shape=(3, 24, 24))
+    x, y = _all(splits.train)
+    vx, vy = _all(splits.val)
+    counts = torch.bincount(vy.flatten(), minlength=3).float()
+    ceiling = float(counts[0] + counts[1:].max()) / vy.numel()  # background right, every shape the commonest
+    nn = torch.nn
+    pixel = nn.Sequential(nn.Conv2d(3, 16, 1), nn.ReLU(), nn.Conv2d(16, 16, 1), nn.ReLU(), nn.Conv2d(16, 3, 1))
+    context = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=2, dilation=2),
+                            nn.ReLU(), nn.Conv2d(16, 16, 3, padding=4, dilation=4), nn.ReLU(), nn.Conv2d(16, 3, 1))
+    accuracy = {}
+    for name, net in (("pixel", pixel), ("context", context)):
+        _fit(net, x, y, 8)
+        with torch.no_grad():
+            accuracy[name] = float((net(vx).argmax(1) == vy).float().mean())
+    assert accuracy["pixel"] <= ceiling + 0.005, (accuracy, ceiling)
+    assert accuracy["context"] >= ceiling + 0.03, (accuracy, ceiling)
 
 
 # --- fake ---------------------------------------------------------------------------------------

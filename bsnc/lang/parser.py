@@ -48,6 +48,16 @@ def read_source(path: Path, shown_as: str) -> str:
     except FileTooLarge as exc:
         raise SourceError(f"file is {exc.size:,} bytes or more; the limit is {MAX_SOURCE_BYTES:,}",
                           Span(shown_as, 1, 1, 1, 2)) from None
+    return decode_source(data, shown_as)
+
+
+def decode_source(data: bytes, shown_as: str) -> str:
+    """``data`` (a file's or stdin's bytes) as text; see `read_source`."""
+    if len(data) > MAX_SOURCE_BYTES:
+        raise SourceError(
+            f"file is {len(data):,} bytes; the limit is {MAX_SOURCE_BYTES:,}",
+            Span(shown_as, 1, 1, 1, 2),
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -37,3 +37,18 @@ def summary_lines(network: Network) -> list[str]:
     width = max(len(k) for k, _ in rows)
     head = f"{network.source}: network {network.name} is valid"
     return [head] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
+
+
+def summary_dict(network: Network) -> dict[str, object]:
+    """The summary as JSON-ready data (`bsnc check --json`)."""
+    stochastic = len(network.stochastic_edges)
+    inp, out = network.layer(network.input), network.layer(network.output)
+    return {
+        "file": str(network.source), "network": network.name, "valid": True,
+        "parameters": dict(network.params),
+        "input": {"name": inp.name, "shape": list(inp.shape)},
+        "output": {"name": out.name, "shape": list(out.shape)},
+        "layers": len(network.layers),
+        "edges": {"total": len(network.edges), "stochastic": stochastic, "fixed": len(network.edges) - stochastic},
+        "weights": network.param_count(),
+    }

@@ -39,7 +39,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise BsncError(f"{path}: not a readable bsnc checkpoint ({type(exc).__name__}: {first})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise BsncError(f"{path}: not a bsnc checkpoint (expected format {FORMAT})")
+        raise BsncError(f"{path}: not a bsnc checkpoint (expected format {FORMAT}); weights saved from your own "
+                        "training loop export with --network FILE.bsn and their -D values")
     _check_content(state, path)
     return state
 
@@ -85,6 +86,8 @@ def find_checkpoint(path: str | Path, name: str = "ckpt.pt") -> Path:
         for candidate in (path / name, path / "best.pt", path / "ckpt.pt"):
             if candidate.is_file():
                 return candidate
+        if (path / "latest").is_dir():  # runs/NAME: its newest numbered run
+            return find_checkpoint(path / "latest", name)
         raise BsncError(f"{path}: this run directory holds no checkpoint ({name}, best.pt or ckpt.pt)")
     if not path.exists():
         raise BsncError(f"{path}: no such run directory or checkpoint")

@@ -10,7 +10,6 @@ DataLoader has no workers, each worker's (seeded from the loader's generator) ot
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
 from bsnc.errors import BsncError, UsageError
 from bsnc.files import read_regular
@@ -83,14 +82,48 @@ def load_data(name: str, data_dir: Path | None, seed: int, input_shape: tuple[in
     """The splits of dataset ``name``. ``input_shape`` and ``num_classes`` size the generated
     datasets (synthetic-seg, fake); datasets read from files have fixed shapes and ignore them
     (`check_compatible` then compares). ``augment`` enables the training split's augmentation."""
-    entry = DATASETS.get(name)
-    if entry is None:
-        raise UsageError(f"--data {name}: unknown dataset '{name}'; expected one of: {', '.join(DATASETS)}")
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser()
     if input_shape is not None:
         input_shape = tuple(int(d) for d in input_shape)
-    return entry.load(data_dir, int(seed), input_shape, num_classes, augment)
+    entry = DATASETS.get(name)
+    if entry is not None:
+        return entry.load(data_dir, int(seed), input_shape, num_classes, augment)
+    from bsnc.search import userdata
+
+    function = userdata.find_function(name)
+    if function is None:
+        installed = userdata.entry_point_names()
+        raise UsageError(f"--data {name}: unknown dataset '{name}'; expected one of: {', '.join(DATASETS)}"
+                         f"{', ' + ', '.join(installed) if installed else ''}, or package.module:function")
+    made = userdata.call_function(name, function, data_dir=data_dir, seed=int(seed), input_shape=input_shape,
+                                  num_classes=num_classes, augment=augment)
+    if isinstance(made, Splits):
+        return made
+    return user_splits(name, userdata.triple(name, made), num_classes)
+
+
+def user_splits(name: str, datasets: Sequence[Dataset], num_classes: int | None = None) -> Splits:
+    """`Splits` of the user's (train, val, test) datasets of ``(x, y)`` pairs: the input shape is the
+    first example's; ``y`` a scalar means classification, an ``[H, W]`` map segmentation; the
+    classes are the train set's ``classes`` when it has them, else ``num_classes`` (the network's)."""
+    from bsnc.search import userdata
+
+    train, val, test = datasets
+    x, y = userdata.first_example(name, "train", train)
+    for split, dataset in (("validation", val), ("test", test)):
+        userdata.first_example(name, split, dataset)
+    if y.dim() not in (0, 2):
+        raise UsageError(f"--data {name}: labels of shape {_fmt(y.shape)}; expected a class index (classification) "
+                         "or an [H, W] map of class indices (segmentation)")
+    classes = getattr(train, "classes", None)
+    if classes is None and isinstance(train, Subset):
+        classes = getattr(train.dataset, "classes", None)
+    count = len(classes) if isinstance(classes, Sequence) and classes else num_classes
+    if count is None:
+        raise UsageError(f"--data {name}: cannot tell the number of classes; give the train set a 'classes' list")
+    task = SEGMENTATION if y.dim() == 2 else CLASSIFICATION
+    return Splits(train, val, test, DataInfo(name, tuple(x.shape), int(count), task))
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
@@ -212,14 +245,26 @@ def _classes_arg(name: str, num_classes: int | None, default: int, least: int) -
 # --- digits -------------------------------------------------------------------------------------
 
 
-@_register("digits", "scikit-learn's 1,797 real 8x8 handwritten digits, 10 classes (built in, no files)")
+# The UCI digits (Alpaydin & Kaynak 1998, CC BY 4.0) as scikit-learn ships them, stored in the
+# package as uint8 counts 0..16 (tests/regen_digits.py made the file).
+DIGITS_FILE = "digits.npz"
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 digits: images ``[1797, 8, 8]`` of counts 0..16 and labels ``[1797]``."""
+    from importlib.resources import files
+
+    with files("bsnc.search").joinpath(DIGITS_FILE).open("rb") as handle, np.load(handle) as arrays:
+        return arrays["images"], arrays["labels"]
+
+
+@_register("digits", "1,797 real 8x8 handwritten digits (UCI, as in scikit-learn), 10 classes "
+                    "(shipped inside bsnc, no files)")
 def _load_digits(data_dir: Path | None, seed: int, input_shape: Shape | None, num_classes: int | None,
                  augment: bool) -> Splits:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = torch.as_tensor(bunch.data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 8.0 - 1.0  # 0..16 -> [-1, 1]
-    y = torch.as_tensor(bunch.target, dtype=torch.long)
+    images, labels = digits_arrays()
+    x = torch.as_tensor(images, dtype=torch.float32).reshape(-1, 1, 8, 8) / 8.0 - 1.0  # 0..16 -> [-1, 1]
+    y = torch.as_tensor(labels, dtype=torch.long)
     train, val, test = (torch.as_tensor(ids) for ids in _split_ids(len(y), (0.15, 0.15), seed))
     info = DataInfo("digits", (1, 8, 8), 10, CLASSIFICATION)
     return Splits(TensorDataset(x[train], y[train]), TensorDataset(x[val], y[val]),
@@ -229,119 +274,51 @@ def _load_digits(data_dir: Path | None, seed: int, input_shape: Shape | None, nu
 # --- CIFAR-10 / CIFAR-100 -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _CifarLayout:
-    title: str
-    folder: str
-    train: tuple[str, ...]
-    test: tuple[str, ...]
-    meta: str
-    label_key: str
-    classes: int
-    archive: str
-
-
-_CIFAR = {
-    "cifar10": _CifarLayout("CIFAR-10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
-                            ("test_batch",), "batches.meta", "labels", 10, "cifar-10-python.tar.gz"),
-    "cifar100": _CifarLayout("CIFAR-100", "cifar-100-python", ("train",), ("test",), "meta", "fine_labels", 100,
-                             "cifar-100-python.tar.gz"),
-}
-_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
-
-
-class CifarImages(Dataset):
-    """CIFAR images held as uint8 ``[N, 3, 32, 32]`` numpy arrays, seen through ``indices``; with
-    ``augment``, each draw pads by 4 (black), crops 32x32 at random and flips horizontally with
-    p = 1/2 (torchvision's RandomCrop(32, padding=4) and RandomHorizontalFlip, done in numpy:
-    about 20 us an image)."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray | None = None,
-                 augment: bool = False):
-        self.images = images
-        self.labels = labels
-        self.indices = np.arange(len(labels)) if indices is None else indices
-        self.augment = augment
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        j = self.indices[i]
-        image = self.images[j]
-        if self.augment:
-            draw = int(torch.randint(0, 9 * 9 * 2, ()))  # top, left and flip in one draw
-            top, left, flip = draw // 18, (draw // 2) % 9, draw % 2
-            padded = np.zeros((3, 40, 40), dtype=np.uint8)
-            padded[:, 4:36, 4:36] = image
-            image = padded[:, top:top + 32, left:left + 32]
-            if flip:
-                image = image[:, :, ::-1]
-        return torch.from_numpy(_unit_range(image)), torch.tensor(self.labels[j], dtype=torch.long)
-
-
-# what unpickling a truncated or foreign file can raise
-_UNREADABLE = (OSError, EOFError, pickle.UnpicklingError, KeyError, IndexError, TypeError, ValueError,
-               AttributeError, ImportError)
-
-
-def _read_cifar(name: str, layout: _CifarLayout, folder: Path, files: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for file in files:
-        path = folder / file
-        try:
-            with open(path, "rb") as handle:
-                entry = pickle.load(handle, encoding="latin1")
-            data = np.asarray(entry["data"], dtype=np.uint8)
-            targets = np.asarray(entry[layout.label_key], dtype=np.int64)
-            data = data.reshape(len(targets), 3, 32, 32)
-        except _UNREADABLE as exc:
-            raise UsageError(f"--data {name}: {path} is not a {layout.title} python batch "
-                             f"({type(exc).__name__}: {exc}); unpack {layout.archive} again") from None
-        if targets.size and (targets.min() < 0 or targets.max() >= layout.classes):
-            raise UsageError(f"--data {name}: {path} has labels outside 0..{layout.classes - 1}")
-        images.append(data)
-        labels.append(targets)
-    return np.concatenate(images), np.concatenate(labels)
-
-
 def _load_cifar(name: str, data_dir: Path | None, seed: int, augment: bool) -> Splits:
-    layout = _CIFAR[name]
-    unpack = (f"download {layout.title} (python version) from {_CIFAR_URL} and unpack {layout.archive} "
-              f"there (it holds {layout.folder}/)")
-    root = _require_dir(name, data_dir, f"the directory that holds {layout.folder}/; {unpack}")
-    folder = root / layout.folder
-    if not folder.is_dir() and root.name == layout.folder:
+    from bsnc.search import cifar
+
+    base, train_files, test_files, meta = cifar.files(name)
+    title, archive = cifar.TITLES[name], cifar.CLASSES[name].filename
+    unpack = (f"download {title} (python version) from {cifar.URL} and unpack {archive} "
+              f"there (it holds {base}/)")
+    root = _require_dir(name, data_dir, f"the directory that holds {base}/; {unpack}")
+    folder = root / base
+    if not folder.is_dir() and root.name == base:
         folder = root  # pointed at the unpacked folder itself
-    files = [*layout.train, *layout.test, layout.meta]
+    files = [*train_files, *test_files, meta]
     missing = [f for f in files if not (folder / f).is_file()]
     if missing:
-        listed = f"{folder}/{{{', '.join(files)}}}" if len(files) > 1 else str(folder / files[0])
+        listed = f"{folder}/{{{', '.join(files)}}}"
         absent = "none of them" if len(missing) == len(files) else ", ".join(missing)
         raise UsageError(f"--data-dir {data_dir}: {name} expects {listed} (not found: {absent}); {unpack}")
-
-    train_x, train_y = _read_cifar(name, layout, folder, layout.train)
-    test_x, test_y = _read_cifar(name, layout, folder, layout.test)
-    n = len(train_y)
-    if n < 2 or len(test_y) < 1:
-        raise UsageError(f"--data {name}: {folder} holds {n} training and {len(test_y)} test images; too few")
-    perm = _rng(seed).permutation(n)
-    n_val = max(1, n // 10)  # 45,000 / 5,000 for the real 50,000
-    info = DataInfo(name, (3, 32, 32), layout.classes, CLASSIFICATION)
-    return Splits(CifarImages(train_x, train_y, perm[n_val:], augment=augment),
-                  CifarImages(train_x, train_y, perm[:n_val]), CifarImages(test_x, test_y), info)
+    train, val, test = cifar.splits(name, root, folder, seed, augment)
+    return Splits(train, val, test, DataInfo(name, (3, 32, 32), 10 if name == "cifar10" else 100, CLASSIFICATION))
 
 
-@_register("cifar10", "CIFAR-10 from --data-dir (cifar-10-batches-py/), 32x32 colour, 10 classes")
+@_register("cifar10", "CIFAR-10 from --data-dir (cifar-10-batches-py/; pickles read by a restricted "
+                     "unpickler), 32x32 colour, 10 classes")
 def _load_cifar10(data_dir: Path | None, seed: int, input_shape: Shape | None, num_classes: int | None,
                   augment: bool) -> Splits:
     return _load_cifar("cifar10", data_dir, seed, augment)
 
 
-@_register("cifar100", "CIFAR-100 from --data-dir (cifar-100-python/), 32x32 colour, 100 classes")
+@_register("cifar100", "CIFAR-100 from --data-dir (cifar-100-python/; pickles read by a restricted "
+                      "unpickler), 32x32 colour, 100 classes")
 def _load_cifar100(data_dir: Path | None, seed: int, input_shape: Shape | None, num_classes: int | None,
                    augment: bool) -> Splits:
     return _load_cifar("cifar100", data_dir, seed, augment)
+
+
+@_register("imagefolder", "your images in --data-dir: one sub-folder per class (torchvision ImageFolder), "
+                         "resized to the network's input; split by train/ val/ test/ or 80/10/10")
+def _load_imagefolder(data_dir: Path | None, seed: int, input_shape: Shape | None, num_classes: int | None,
+                      augment: bool) -> Splits:
+    from bsnc.search import userdata
+
+    root = _require_dir("imagefolder", data_dir, "a folder with one sub-folder of images per class "
+                        "(or train/, val/ and test/ folders laid out so)")
+    train, val, test, classes, shape = userdata.image_folder(root, seed, input_shape, augment)
+    return Splits(train, val, test, DataInfo("imagefolder", shape, len(classes), CLASSIFICATION))
 
 
 # --- LFW Part Labels ----------------------------------------------------------------------------
@@ -457,17 +434,6 @@ def _load_partlabels(data_dir: Path | None, seed: int, input_shape: Shape | None
 # --- synthetic-seg ------------------------------------------------------------------------------
 
 
-def _palette(channels: int, classes: int) -> np.ndarray:
-    """``[classes, channels]`` colours, the same for every seed: evenly spaced levels in
-    [-0.7, 0.7], in class order on channel 0 (so classes differ even in grey), shuffled on the
-    others."""
-    levels = np.linspace(-0.7, 0.7, classes)
-    palette = np.empty((classes, channels))
-    for c in range(channels):
-        palette[:, c] = levels if c == 0 else levels[_rng(0x5E6, c).permutation(classes)]
-    return palette
-
-
 class _Procedural(Dataset):
     """A made-up split whose example ``i`` is a function of (seed, split, i), made on demand."""
 
@@ -482,14 +448,33 @@ class _Procedural(Dataset):
         return self.length
 
 
-class SyntheticSegmentation(_Procedural):
-    """Procedural images: one to four filled circles and rectangles of classes 1.. on a
-    background of class 0; every class has its own colour, plus Gaussian noise."""
+def _shape_mask(kind: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float) -> np.ndarray:
+    dy, dx = yy - cy, xx - cx
+    if kind == "disc":
+        return dy ** 2 + dx ** 2 <= r * r
+    if kind == "square":
+        return (np.abs(dy) <= r) & (np.abs(dx) <= r)
+    if kind == "ring":
+        return (dy ** 2 + dx ** 2 <= r * r) & (dy ** 2 + dx ** 2 >= (0.55 * r) ** 2)
+    if kind == "cross":
+        return ((np.abs(dy) <= r / 3) & (np.abs(dx) <= r)) | ((np.abs(dx) <= r / 3) & (np.abs(dy) <= r))
+    if kind == "diamond":
+        return np.abs(dy) + np.abs(dx) <= 1.2 * r
+    return (np.abs(dy) <= r) & (np.abs(dx) <= (dy + r) / 2)  # triangle, pointing up
 
-    def __init__(self, shape: Shape, classes: int, seed: int, split: int, length: int):
-        super().__init__(shape, classes, seed, split, length)
-        self.palette = _palette(shape[0], classes)
-        self.noise = min(0.2, 0.4 * 1.4 / (classes - 1))
+
+SHAPES = ("disc", "square", "ring", "cross", "diamond", "triangle")
+
+
+class SyntheticSegmentation(_Procedural):
+    """Procedural images where a pixel's class is not in its own value: one to four shapes on a
+    background, each kind of shape its own class (disc 1, square 2, ring 3, cross 4, diamond 5,
+    triangle 6; background 0), but every shape painted in the same colour (0.5 on every channel,
+    the background -0.5, plus Gaussian noise): a pixel's value tells shape from background, and
+    only its surroundings tell which shape, so a per-pixel classifier cannot do better than
+    guessing the commonest shape."""
+
+    noise = 0.1
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= i < self.length:
@@ -500,23 +485,22 @@ class SyntheticSegmentation(_Procedural):
         label = np.zeros((h, w), dtype=np.int64)
         for _ in range(int(rng.integers(1, 5))):
             k = int(rng.integers(1, self.classes))
-            cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-            if rng.random() < 0.5:
-                r = rng.uniform(0.1, 0.3) * min(h, w)
-                mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-            else:
-                mask = (np.abs(yy - cy) <= rng.uniform(0.1, 0.3) * h) & (np.abs(xx - cx) <= rng.uniform(0.1, 0.3) * w)
+            r = rng.uniform(0.15, 0.3) * min(h, w)
+            mask = _shape_mask(SHAPES[k - 1], yy, xx, rng.uniform(0, h), rng.uniform(0, w), r)
             label[mask] = k
-        x = self.palette[label].transpose(2, 0, 1) + rng.normal(0.0, self.noise, (channels, h, w))
+        x = np.where(label[None] > 0, 0.5, -0.5) + rng.normal(0.0, 1.0, (channels, h, w)) * self.noise
         return torch.from_numpy(np.clip(x, -1.0, 1.0).astype(np.float32)), torch.from_numpy(label)
 
 
-@_register("synthetic-seg", "generated circles and rectangles on a background, per-pixel classes "
-                            "(sized like the network; 512/128/128 examples)")
+@_register("synthetic-seg", "generated shapes, one class per kind of shape, all one colour: context "
+                            "decides a pixel's class (sized like the network; 512/128/128 examples)")
 def _load_synthetic_seg(data_dir: Path | None, seed: int, input_shape: Shape | None, num_classes: int | None,
                         augment: bool) -> Splits:
     shape = _shape_arg("synthetic-seg", input_shape, (3, 32, 32), rank=3)
     classes = _classes_arg("synthetic-seg", num_classes, 3, 2)
+    if classes > len(SHAPES) + 1:
+        raise UsageError(f"--data synthetic-seg: at most {len(SHAPES) + 1} classes (background and "
+                         f"{', '.join(SHAPES)}), got {classes}")
     parts = [SyntheticSegmentation(shape, classes, seed, split, n) for split, n in enumerate((512, 128, 128))]
     return Splits(*parts, DataInfo("synthetic-seg", shape, classes, SEGMENTATION))
 

@@ -127,7 +127,7 @@ def command(spec: SweepSpec, run: PlannedRun, run_dir: Path) -> list[str]:
     for key, value in spec.defines.items():
         cmd += ["-D", f"{key}={value}"]
     cmd += list(spec.train_args)
-    cmd += ["--seed", str(run.seed), "--run-dir", str(run_dir), "--quiet"]
+    cmd += ["--seed", str(run.seed), "--run-dir", str(run_dir)]
     cmd += ["--full-network"] if run.budget is None else ["--budget", run.budget]
     if (run_dir / "ckpt.pt").exists():
         cmd.append("--resume")

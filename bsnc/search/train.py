@@ -66,8 +66,10 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 0.1
     path_lr: float = PATH_LR  # Γ's step per epoch (search/gates.py)
+    optimizer: str = "sgd"  # sgd, adam or adamw (the weights; Γ takes its own SGD steps, search/gates.py)
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    schedule: str = "step"  # step (÷10 at each milestone), cosine or constant
     milestones: tuple[float, ...] = (0.5, 0.75)
     device: str = "auto"
     amp: bool = False
@@ -78,11 +80,12 @@ class TrainConfig:
     progress: bool = True
     full_network: bool = False  # every edge on, no search: the static baseline of a sweep
     loggers: tuple[str, ...] = ()
+    quiet: bool = False  # no per-epoch lines
 
     def reproducible(self) -> dict[str, Any]:
         """The fields that decide the result (not where it is written or how it is shown)."""
         data = dataclasses.asdict(self)
-        for key in ("resume", "progress", "run_dir", "workers", "loggers"):
+        for key in ("resume", "progress", "quiet", "run_dir", "workers", "loggers"):
             data.pop(key)
         data["milestones"] = list(self.milestones)
         if not self.primitives:
@@ -111,6 +114,8 @@ class EpochMetrics:
     budget: float | None = None
     cheapest_cost: float | None = None  # the cheapest architecture that reaches the output
     cheapest_exact: bool | None = None  # False: an upper bound (costs/cheapest.py)
+    val_miou: float | None = None  # segmentation: mean intersection over union of the classes
+    test_miou: float | None = None
 
 
 @dataclass
@@ -191,6 +196,21 @@ def _task_loss(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.
     return loss, correct
 
 
+def intersection_union(pred: torch.Tensor, target: torch.Tensor, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class, the pixels both predicted and labelled so, and those either predicted or labelled so."""
+    pred, target = pred.flatten().long().cpu(), target.flatten().long().cpu()
+    inter = torch.bincount(target[pred == target], minlength=classes)[:classes].double()
+    union = (torch.bincount(pred, minlength=classes)[:classes] + torch.bincount(target, minlength=classes)[:classes]
+             ).double() - inter
+    return inter, union
+
+
+def mean_iou(inter: torch.Tensor, union: torch.Tensor) -> float:
+    """The mean of intersection / union over the classes that occur (union > 0)."""
+    present = union > 0
+    return float((inter[present] / union[present]).mean()) if bool(present.any()) else 0.0
+
+
 def validate_config(config: TrainConfig) -> None:
     # NaN and infinities first: every comparison below is false for a NaN
     numeric.real("--lambda", config.lam, 0)
@@ -253,8 +273,12 @@ def _sources(program: Program) -> dict[str, str]:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig):
-        from bsnc.search import data as datasets
+    def __init__(self, config: TrainConfig, datasets: Any = None, initial: dict[str, Any] | None = None):
+        """``datasets``: the user's (train, val, test) Datasets (or `Splits`) instead of ``config.data``
+        (then only the name shown for them); ``initial``: a state dict to start from."""
+        from bsnc.search import data
+
+        given = datasets
 
         validate_config(config)
         self.config = config
@@ -277,17 +301,25 @@ class Trainer:
         self.run_dir = Path(config.run_dir)
         self._check_run_dir()
 
-        self.splits = datasets.load_data(
-            config.data, Path(config.data_dir) if config.data_dir else None, config.seed,
-            input_shape=self.network.layer(self.network.input).shape,
-            num_classes=self.network.layer(self.network.output).shape[0],
-        )
-        datasets.check_compatible(self.splits.info, self.network)
+        if given is None:
+            self.splits = data.load_data(
+                config.data, Path(config.data_dir) if config.data_dir else None, config.seed,
+                input_shape=self.network.layer(self.network.input).shape,
+                num_classes=self.network.layer(self.network.output).shape[0],
+            )
+        elif isinstance(given, data.Splits):
+            self.splits = given
+        else:
+            self.splits = data.user_splits(config.data, given, self.network.layer(self.network.output).shape[0])
+        data.check_compatible(self.splits.info, self.network)
         self.empty_loss = rewards.empty_loss(self.network.layer(self.network.output).shape[0])
         self._prepare_run_dir()
 
         torch.manual_seed(config.seed)
-        self.core = compile_network(self.network)().to(self.device)
+        self.core = compile_network(self.network)()
+        if initial is not None:
+            self.core.load_state_dict(initial)
+        self.core = self.core.to(self.device)
         self.initial_entropy = entropy_bits(torch.sigmoid(self.core.gate_logits.detach())) if self.stochastic else 0.0
         self.model: nn.Module = self.core
         if self.dist.enabled:
@@ -302,12 +334,18 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(self.core, device_ids=ids, find_unused_parameters=True)
         weights = [p for name, p in self.core.named_parameters() if name != "gate_logits"]
         groups = [{"params": weights, "lr": config.lr, "weight_decay": config.weight_decay, "momentum": config.momentum}]
-        self.optimizer = torch.optim.SGD(groups, lr=config.lr)
+        self.optimizer = _optimizer(config.optimizer, groups, config.lr)
+        if config.schedule not in SCHEDULES:
+            raise UsageError(f"--schedule {config.schedule}: expected one of {', '.join(SCHEDULES)}")
         steps = len(self._loader(self.splits.train, True, 0))
         self.gate_optimizer = gate_optimizer(self.core.gate_logits, config.path_lr, steps) if self.stochastic else None
         milestones = sorted({max(1, round(m * config.epochs)) for m in config.milestones})
 
         def step_decay(epoch: int) -> float:
+            if config.schedule == "cosine":
+                return 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+            if config.schedule == "constant":
+                return 1.0
             return 0.1 ** sum(epoch >= m for m in milestones)
 
         # the weights' learning rate steps down; the edge probabilities keep theirs
@@ -518,17 +556,22 @@ class Trainer:
         dist.all_reduce(gate.grad)
         gate.grad /= self.dist.world
 
-    @torch.no_grad()
     def evaluate(self, dataset) -> float:
-        return self.evaluate_with_loss(dataset)[0]
+        return self.evaluate_full(dataset)[0]
 
     @torch.no_grad()
-    def evaluate_with_loss(self, dataset) -> tuple[float, float]:
-        """Accuracy and mean loss of the deterministic architecture on ``dataset``."""
+    def evaluate_full(self, dataset) -> tuple[float, float, float | None]:
+        """Accuracy (pixel accuracy for segmentation), mean loss and, for segmentation, the mean
+        IoU over the classes present in the predictions or the labels, of the deterministic
+        architecture on ``dataset``."""
         self.core.eval()
         if self.stochastic:
             self.core.set_mode("deterministic")
         correct = loss = rows = 0.0
+        segmentation = self.splits.info.task == "segmentation"
+        classes = self.splits.info.num_classes
+        inter = torch.zeros(classes, dtype=torch.float64)
+        union = torch.zeros(classes, dtype=torch.float64)
         for x, y in self._loader(dataset, False, 0):
             x, y = x.to(self.device), y.to(self.device)
             with self._autocast():
@@ -537,8 +580,15 @@ class Trainer:
             correct += float(c.sum())
             loss += float(delta.sum())
             rows += x.shape[0]
-        correct, loss, rows = self.dist.total(correct, loss, rows, device=self.device)
-        return correct / max(rows, 1), loss / max(rows, 1)
+            if segmentation:
+                i, u = intersection_union(out.argmax(dim=1), y, classes)
+                inter += i
+                union += u
+        totals = self.dist.total(correct, loss, rows, *inter.tolist(), *union.tolist(), device=self.device)
+        correct, loss, rows = totals[0], totals[1], max(totals[2], 1)
+        if not segmentation:
+            return correct / rows, loss / rows, None
+        return correct / rows, loss / rows, mean_iou(torch.tensor(totals[3:3 + classes]), torch.tensor(totals[3 + classes:]))
 
     def deterministic_cost(self) -> tuple[float, int, bool]:
         """Cost of the deterministic architecture, its kept edges (``kept_edges``: what export
@@ -579,7 +629,7 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             train_loss, train_acc, sampled = self.train_epoch(epoch, phase)
             self.scheduler.step()
-            val_acc, val_loss = self.evaluate_with_loss(self.splits.val)
+            val_acc, val_loss, val_miou = self.evaluate_full(self.splits.val)
             det_cost, kept, consistent = self.deterministic_cost()
             last = epoch == config.epochs - 1
             gamma = torch.sigmoid(self.core.gate_logits.detach()) if self.stochastic else torch.empty(0)
@@ -590,14 +640,15 @@ class Trainer:
             best = self.front.best()
             improved = joined and best is not None and best.epoch == epoch + 1
             # test accuracy of every model that joins the Pareto front, and of the last one
-            test_acc = self.evaluate(self.splits.test) if (last or joined) else None
+            test_acc, test_miou = (self.evaluate_full(self.splits.test)[::2] if (last or joined)
+                                   else (None, None))
             if joined:
                 self.front.replace(Point(epoch + 1, val_acc, det_cost, within, test_acc))
             metrics = EpochMetrics(
                 epoch=epoch + 1, phase=phase, train_loss=train_loss, train_acc=train_acc,
                 mean_sampled_cost=sampled if self.stochastic else det_cost, deterministic_cost=det_cost,
                 consistent=consistent, within_budget=within, entropy=entropy_bits(gamma), edges_kept=kept, val_acc=val_acc, val_loss=val_loss,
-                test_acc=test_acc, lr=lr, time=time.perf_counter() - start,
+                test_acc=test_acc, lr=lr, time=time.perf_counter() - start, val_miou=val_miou, test_miou=test_miou,
                 gamma=dict(zip(self.core.stochastic_keys, gamma.tolist())) if self.stochastic else {},
                 budget=self.budget, cheapest_cost=self.cheapest.cost if self.cheapest else None,
                 cheapest_exact=self.cheapest.exact if self.cheapest else None,
@@ -619,7 +670,8 @@ class Trainer:
                 self._write_metrics()
                 for logger in loggers:
                     logger.log(self.record(metrics))
-                print(self.summary_line(metrics), flush=True)
+                if not config.quiet:
+                    print(self.summary_line(metrics), flush=True)
                 if phase == "search":
                     for message in epoch_warnings(self.cost, metrics.epoch, consistent, det_cost, self.budget):
                         warn(message)
@@ -646,8 +698,12 @@ class Trainer:
             cost += f" (budget {self.cost.format(self.budget)}, sampled {self.cost.format(m.mean_sampled_cost)})"
         parts = [f"epoch {m.epoch}/{self.config.epochs} {m.phase}", f"loss {m.train_loss:.3f}",
                  f"acc {m.train_acc * 100:.1f}%", f"val {m.val_acc * 100:.1f}%"]
+        if m.val_miou is not None:
+            parts.append(f"val mIoU {m.val_miou * 100:.1f}%")
         if m.test_acc is not None:
             parts.append(f"test {m.test_acc * 100:.1f}%")
+        if m.test_miou is not None:
+            parts.append(f"test mIoU {m.test_miou * 100:.1f}%")
         parts.append(cost)
         if self.stochastic:
             parts.append(f"H(Γ) {m.entropy:.3f} bits, kept {m.edges_kept}/{len(self.network.edges)} edges")
@@ -655,8 +711,22 @@ class Trainer:
         return " | ".join(parts)
 
 
-def train(config: TrainConfig) -> TrainResult:
-    trainer = Trainer(config)
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+
+
+def _optimizer(name: str, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's), or Adam/AdamW (``momentum`` then unused)."""
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr)
+    if name not in ("adam", "adamw"):
+        raise UsageError(f"--optimizer {name}: expected one of {', '.join(OPTIMIZERS)}")
+    plain = [{k: v for k, v in g.items() if k != "momentum"} for g in groups]
+    return (torch.optim.Adam if name == "adam" else torch.optim.AdamW)(plain, lr=lr)
+
+
+def train(config: TrainConfig, datasets: Any = None, initial: dict[str, Any] | None = None) -> TrainResult:
+    trainer = Trainer(config, datasets, initial)
     try:
         return trainer.run()
     except KeyboardInterrupt:

@@ -1,0 +1,165 @@
+"""Where the `bsnc` command writes and how much it says: the overwrite policy (never replace a
+file bsnc did not write, unless --force), numbered run directories with a `latest` link, and
+the verbosity shared by every command. Imports no torch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from bsnc.errors import UsageError
+from bsnc.files import atomic_write_text
+
+# Beside files written to a path the user named, bsnc records their SHA-256: a file whose
+# content still matches is bsnc's own and may be replaced; any other existing file needs --force.
+LEDGER = ".bsnc-written.json"
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _ledger(directory: Path) -> dict[str, str]:
+    try:
+        data = json.loads((directory / LEDGER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def written_by_bsnc(path: Path) -> bool:
+    """True when ``path`` holds exactly what bsnc last wrote there."""
+    recorded = _ledger(path.parent).get(path.name)
+    return recorded is not None and path.is_file() and _digest(path) == recorded
+
+
+def guard_overwrite(paths: Iterable[Path], force: bool, option: str) -> None:
+    """Refuse (UsageError naming ``option``) to replace any existing file in ``paths`` that bsnc
+    did not write, or that changed since, unless ``force``."""
+    if force:
+        return
+    foreign = [p for p in paths if p.exists() and not written_by_bsnc(p)]
+    if foreign:
+        listed = ", ".join(str(p) for p in foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+        raise UsageError(f"{option}: would overwrite {listed}, which bsnc did not write (or which changed since); "
+                         "pass --force to overwrite, or choose another path")
+
+
+def guard_directory(directory: Path, force: bool, option: str) -> None:
+    """Refuse to write into ``directory`` while it holds files bsnc did not write (see above)."""
+    if directory.is_dir():
+        guard_overwrite((p for p in sorted(directory.iterdir()) if p.is_file() and p.name != LEDGER), force, option)
+
+
+def record_written(paths: Iterable[Path]) -> None:
+    """Note ``paths`` (just written by bsnc) in their directories' ledgers."""
+    by_dir: dict[Path, list[Path]] = {}
+    for path in paths:
+        if path.is_file():
+            by_dir.setdefault(path.parent, []).append(path)
+    for directory, files in by_dir.items():
+        ledger = _ledger(directory)
+        ledger.update({p.name: _digest(p) for p in files})
+        try:
+            atomic_write_text(directory / LEDGER, json.dumps(dict(sorted(ledger.items())), indent=1) + "\n")
+        except OSError:
+            pass  # the outputs are written; only the next overwrite will ask for --force
+
+
+# --- run directories ----------------------------------------------------------------------------
+
+LATEST = "latest"
+
+
+def next_run_dir(base: Path) -> Path:
+    """``base/N`` for the first N above every numbered run already in ``base`` (0 when none)."""
+    numbers = [int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)] \
+        if base.is_dir() else []
+    return base / str(max(numbers, default=-1) + 1)
+
+
+def latest_run_dir(base: Path) -> Path | None:
+    """Where ``base/latest`` points, if it does."""
+    link = base / LATEST
+    return link.resolve() if link.is_dir() else None
+
+
+def point_latest(run_dir: Path) -> None:
+    """Make ``run_dir.parent/latest`` a relative link to ``run_dir`` (replaced atomically)."""
+    link = run_dir.parent / LATEST
+    tmp = run_dir.parent / f".{LATEST}.{os.getpid()}.tmp"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a file system without links: the numbered run is still there
+
+
+def choose_run_dir(given: Path | None, base: Path, resume: bool) -> Path:
+    """The run directory of `bsnc train`: ``given`` as is; else with ``resume`` the run that
+    ``base/latest`` points at; else a new ``base/N`` (created now, ``latest`` pointed at it)."""
+    if given is not None:
+        return given
+    if resume:
+        latest = latest_run_dir(base)
+        if latest is None:
+            raise UsageError(f"--resume: {base / LATEST} does not exist; give --run-dir DIR of the run to continue")
+        return latest
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("under torchrun, give --run-dir DIR: every process must write to the same run directory")
+    for _ in range(100):  # another run may take a number between our look and our mkdir
+        run_dir = next_run_dir(base)
+        try:
+            run_dir.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise UsageError(f"--run-dir {run_dir}: cannot create it ({exc.strerror})") from None
+        point_latest(run_dir)
+        return run_dir
+    raise UsageError(f"--run-dir: could not take a new numbered run directory in {base}")
+
+
+def discard_run_dir(run_dir: Path) -> None:
+    """Undo `choose_run_dir` for a run that failed before writing anything: remove the empty
+    numbered directory and point ``latest`` back at the newest run left (or remove it)."""
+    try:
+        if any(run_dir.iterdir()):
+            return
+        run_dir.rmdir()
+    except OSError:
+        return
+    base = run_dir.parent
+    link = base / LATEST
+    if link.is_symlink() and os.readlink(link) == run_dir.name:
+        link.unlink()
+        numbers = [int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)]
+        if numbers:
+            point_latest(base / str(max(numbers)))
+
+
+# --- verbosity ----------------------------------------------------------------------------------
+
+QUIET, NORMAL, VERBOSE = 0, 1, 2
+
+
+def verbosity(quiet: int, verbose: int) -> int:
+    """-q lowers, -v raises the level from NORMAL."""
+    return max(QUIET, min(VERBOSE + 1, NORMAL - quiet + verbose))
+
+
+def progress_wanted(level: int, stream: object = None) -> bool:
+    """Progress bars on a terminal (never into a log file), not when quiet; -v asks for them anyway."""
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return level >= VERBOSE or (level >= NORMAL and bool(isatty and isatty()))

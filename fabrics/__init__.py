@@ -1,0 +1,1 @@
+"""The super networks shipped with bsnc (`.bsn` files; see bsnc.lang.shipped)."""
