@@ -735,11 +735,13 @@ def sweep(file: Path, defines: dict[str, str], budgets: str, seeds: str, out: Pa
     """
     from bsnc.costs.registry import parse_cost
     from bsnc.lang.frontend import load_network
+    from bsnc.primitives import load as load_primitives
     from bsnc.search.sweep import SweepSpec, parse_list, parse_seeds, run_sweep
     from bsnc.search.train import parse_budget
 
     budget_list = parse_list("--budget", budgets)
     options = _check_train_args(file, train_args)
+    load_primitives(options.get("primitives") or [])  # the run's own primitives, before its network
     cost = parse_cost(options["cost"], load_network(file, defines))
     for item in budget_list:
         parse_budget(cost, item)  # a budget every run would refuse fails here, before any run
@@ -816,6 +818,9 @@ def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[
         raise BsncError(f"{checkpoint} was trained with -D {state.get('defines')}; draw with the same overrides")
     logits = state["model"].get("gate_logits")
     if logits is None:
+        if state.get("config", {}).get("full_network"):
+            raise BsncError(f"{checkpoint} was trained as the full network (--full-network): every edge is on and "
+                            "there is no edge probability to draw; draw the network without --probs")
         raise BsncError(f"{checkpoint} holds no edge probabilities: its network has no stochastic edge")
     if tuple(logits.shape) != (len(network.stochastic_edges),):
         raise BsncError(f"{checkpoint}: damaged checkpoint: {tuple(logits.shape)} edge logits for the "

@@ -15,6 +15,10 @@ from typing import IO, Iterator
 
 from bsnc.errors import BsncError
 
+# beside bsnc's outputs: the SHA-256 of each file it wrote (bsnc/output.py), so that it never
+# replaces a file of the user's
+LEDGER = ".bsnc-written.json"
+
 # atomic_open's temporary files: ".NAME.XXXXXXXX.tmp" (mkstemp's 8 random characters)
 _TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 STAGING_PREFIX = ".bsnc-staging-"

@@ -13,11 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bsnc.errors import UsageError
-from bsnc.files import atomic_write_text
+from bsnc.files import LEDGER, atomic_write_text
 
 # Beside files written to a path the user named, bsnc records their SHA-256: a file whose
 # content still matches is bsnc's own and may be replaced; any other existing file needs --force.
-LEDGER = ".bsnc-written.json"
 
 
 def _digest(path: Path) -> str:
@@ -47,7 +46,8 @@ def guard_overwrite(paths: Iterable[Path], force: bool, option: str) -> None:
     did not write, or that changed since, unless ``force``."""
     if force:
         return
-    foreign = [p for p in paths if p.exists() and not written_by_bsnc(p)]
+    # a device or FIFO (-o /dev/null) is written to, not replaced: nothing of the user's is lost
+    foreign = [p for p in paths if p.is_file() and not written_by_bsnc(p)]
     if foreign:
         listed = ", ".join(str(p) for p in foreign[:4]) + (", ..." if len(foreign) > 4 else "")
         raise UsageError(f"{option}: would overwrite {listed}, which bsnc did not write (or which changed since); "

@@ -208,3 +208,31 @@ def test_sweep_runs_on_a_local_ray_cluster(tiny, tmp_path):
             "budget-100pct_seed-0", "budget-100pct_seed-1"}
     finally:
         subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def test_a_full_network_baseline_exports_and_draws_as_what_it_trained(tiny, tmp_path):
+    run = tmp_path / "base"
+    trained = CliRunner().invoke(main, ["train", str(tiny), "--full-network", "--run-dir", str(run), *TRAIN])
+    assert trained.exit_code == 0, trained.output
+    assert "warning" not in trained.output  # a static network: no budget to warn about
+    exported = CliRunner().invoke(main, ["export", str(run), "--prune", "-o", str(tmp_path / "out")])
+    assert exported.exit_code == 0, exported.output
+    network = load_network(tmp_path / "out" / "tiny_pruned.bsn")
+    assert len(network.edges) == 5 and not network.stochastic_edges  # every edge, all fixed
+    drawn = CliRunner().invoke(main, ["draw", str(tiny), "--probs", str(run), "-o", str(tmp_path / "d")])
+    assert drawn.exit_code == 1 and "trained as the full network" in drawn.output
+
+
+def test_export_never_swaps_away_a_file_of_the_users(tiny, tmp_path):
+    import bsnc
+
+    run = tmp_path / "base"
+    assert CliRunner().invoke(main, ["train", str(tiny), "--full-network", "--run-dir", str(run), *TRAIN]).exit_code == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "precious.bsn").write_text("network keep() {}\n")
+    forced = CliRunner().invoke(main, ["export", str(run), "--prune", "-o", str(mine), "--force"])
+    assert forced.exit_code == 1 and "precious.bsn" in forced.output
+    with pytest.raises(Exception, match="precious.bsn"):
+        bsnc.export(run, mine)
+    assert (mine / "precious.bsn").read_text() == "network keep() {}\n" and len(list(mine.iterdir())) == 1

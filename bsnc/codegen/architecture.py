@@ -66,6 +66,12 @@ def _cut_layers(network: Network, connected: torch.Tensor) -> list[str]:
     return list(reversed(cut))
 
 
+def full_network(network: Network) -> Network:
+    """The super network with every edge on and fixed: a static network, nothing to search (what
+    `bsnc train --full-network` trains, the baseline of a sweep)."""
+    return prune(network, torch.ones(len(network.edges), dtype=torch.bool))
+
+
 def prune(network: Network, proposal: Sequence[bool] | torch.Tensor) -> Network:
     """The static network of one architecture: active edges (all fixed) and their layers."""
     active = active_edges(network, proposal).tolist()

@@ -13,13 +13,13 @@ from typing import Any
 import torch
 
 from bsnc import numeric, primitives
-from bsnc.codegen.architecture import active_edges, kept_proposal, prune
+from bsnc.codegen.architecture import active_edges, full_network, kept_proposal, prune
 from bsnc.codegen.generate import generate
 from bsnc.codegen.loader import compile_network
 from bsnc.costs.memory import check_fits
 from bsnc.costs.registry import parse_cost
 from bsnc.errors import BsncError, UsageError, display_path
-from bsnc.files import OutputError, remove_staging, replace_directory, staging_directory
+from bsnc.files import LEDGER, OutputError, remove_staging, replace_directory, staging_directory
 from bsnc.ir import Layer, Network, OpCall, ResolvedCall
 from bsnc.lang import ast
 from bsnc.lang.formatter import format_file
@@ -184,7 +184,7 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     if used:
         header.append(f"user primitives {', '.join(f'{k} ({v})' for k, v in used.items())}")
 
-    _check_own_directory(out_dir)
+    _check_own_directory(out_dir, name)
     remove_staging(out_dir)  # what an interrupted export of this directory left
     staging = staging_directory(out_dir)
     result = ExportResult(out_dir=out_dir, active=active, pruned=pruned)
@@ -220,16 +220,16 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     return result
 
 
-_OWN_SUFFIXES = (".bsn", ".pt", ".py", ".dot", ".svg", ".png")
-
-
-def _check_own_directory(out_dir: Path) -> None:
-    """Export replaces its directory as a whole; refuse one that holds files it did not write."""
+def _check_own_directory(out_dir: Path, name: str) -> None:
+    """Export replaces its directory as a whole; refuse one that holds anything but the files an
+    export of network ``name`` writes (so no file of the user's is ever swapped away)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: not a directory; export writes a directory of files")
     if not out_dir.is_dir():
         return
-    foreign = sorted(p.name for p in out_dir.iterdir() if p.suffix not in _OWN_SUFFIXES or p.is_dir())
+    own = {f"{name}_pruned{suffix}" for suffix in (".bsn", ".pt", ".py")}
+    own |= {f"{name}{suffix}" for suffix in (".dot", ".svg", ".png")} | {LEDGER}
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in own or not p.is_file())
     if foreign:
         raise OutputError(f"{out_dir} holds files that export did not write (e.g. {foreign[0]!r}); export "
                           "replaces its output directory as a whole: choose a new or empty directory")
@@ -253,7 +253,7 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
     if program.source_hash() != state.get("source_hash"):
         raise BsncError(f"{display_path(checkpoint)} does not match {file}: the .bsn source changed since training "
                         f"(sha256 {state.get('source_hash', '?')[:12]}… then, {program.source_hash()[:12]}… now)")
-    network = network_from_program(program, state.get("defines", {}))
+    network = _trained_network(program, state)
     proposal = load_mask(mask, network) if mask is not None else None
     if proposal is None and network.stochastic_edges:
         logits = state["model"].get("gate_logits")
@@ -318,13 +318,19 @@ def _plain_number(text: str) -> float:
         raise UsageError(f"--pick {text}: not a number") from None
 
 
+def _trained_network(program: Program, state: dict[str, Any]) -> Network:
+    """The network a run trained: its file with its -D values, every edge on for a
+    `--full-network` baseline."""
+    network = network_from_program(program, state.get("defines", {}))
+    return full_network(network) if state.get("config", {}).get("full_network") else network
+
+
 def _run_cost(state: dict[str, Any]):
     """The run's cost measure, or None when it cannot be rebuilt (a table that moved)."""
     config = state.get("config", {})
     try:
-        program = load_program(config.get("file", ""))
-        network = network_from_program(program, state.get("defines", {}))
-        return parse_cost(config.get("cost", "flops"), network)
+        primitives.load(config.get("primitives", []))
+        return parse_cost(config.get("cost", "flops"), _trained_network(load_program(config.get("file", "")), state))
     except (BsncError, OSError):
         return None
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bsnc.errors import BsncError, UsageError, display_path
-from bsnc.files import atomic_write_bytes, atomic_write_text
+from bsnc.files import atomic_write_bytes, atomic_write_text, read_regular
 from bsnc.lang.summary import human
 
 BUDGET_STYLE = {"color": "tab:red", "linestyle": "--", "linewidth": 1.2}
@@ -46,19 +46,29 @@ class Section:
 # --- reading runs and sweeps ------------------------------------------------------------------
 
 
+MAX_RECORD_BYTES = 256 * 1024 * 1024  # a run's metrics.jsonl; far above any real one
+
+
+def _read_text(path: Path) -> str:
+    """A regular file's text, read with a cap (never a FIFO or a device)."""
+    try:
+        return read_regular(path, MAX_RECORD_BYTES, display_path(path)).decode("utf-8")
+    except OSError as exc:
+        raise BsncError(f"{display_path(path)}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise BsncError(f"{display_path(path)}: not UTF-8 text") from None
+
+
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        return json.loads(_read_text(path))
+    except ValueError as exc:
         raise BsncError(f"{display_path(path)}: cannot read it as JSON ({exc})") from None
 
 
 def read_records(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "metrics.jsonl"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise BsncError(f"{display_path(path)}: cannot read it ({exc.strerror})") from None
+    lines = _read_text(path).splitlines()
     records = []
     for number, line in enumerate(lines, 1):
         if line.strip():
@@ -344,6 +354,8 @@ def _settings(saved: Mapping[str, Any], budget: float | None, cost_name: str) ->
 
 def architecture_figure(run_dir: Path, out: Path) -> Figure | str:
     """The diagram export would draw for the run's shipped model, or why there is none."""
+    from bsnc import primitives
+    from bsnc.codegen.architecture import kept_edges
     from bsnc.export.draw import draw
     from bsnc.lang.frontend import load_network
     from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
@@ -351,19 +363,25 @@ def architecture_figure(run_dir: Path, out: Path) -> Figure | str:
     try:
         checkpoint = find_checkpoint(run_dir, "best.pt")
         state = load_checkpoint(checkpoint)
-        file = Path(state.get("config", {}).get("file", ""))
+        config = state.get("config", {})
+        file = Path(config.get("file", ""))
+        primitives.load(config.get("primitives", []))
         network = load_network(file, state.get("defines", {}))
     except BsncError as exc:
         return f"no architecture diagram: {exc}"
     if network.source_hash != state.get("source_hash"):
         return f"no architecture diagram: {file} changed since the run was trained"
     logits = state["model"].get("gate_logits")
-    gammas = None
-    if logits is not None and not state.get("config", {}).get("full_network"):
+    gammas = kept = None
+    if logits is not None and not config.get("full_network"):
         import torch
 
+        if tuple(logits.shape) != (len(network.stochastic_edges),):
+            return f"no architecture diagram: {display_path(checkpoint)} does not fit {file}"
         gammas = dict(zip((e.key for e in network.stochastic_edges), torch.sigmoid(logits.float()).tolist()))
-    drawn = draw(network, out / "architecture", gammas=gammas, title=f"{network.name}: learned architecture")
+        kept = kept_edges(network, logits).tolist()  # what export keeps, as train counts it
+    drawn = draw(network, out / "architecture", gammas=gammas, title=f"{network.name}: learned architecture",
+                 kept=kept)
     png = out / "architecture.png"
     if drawn.dot_missing or not png.is_file():
         return "no architecture diagram: Graphviz's dot is not installed (wrote architecture.dot only)"
@@ -390,9 +408,13 @@ def sweep_sections(sweep_dir: Path, out: Path) -> list[Section]:
     section.table = rows
     sections = [section]
     for row in rows:
-        run_dir = sweep_dir / "runs" / row["name"]
+        name = row.get("name") if isinstance(row, dict) else None
+        if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+            raise BsncError(f"{display_path(sweep_dir / 'results.json')}: a run's name must be one directory "
+                            f"name of runs/, got {name!r}")
+        run_dir = sweep_dir / "runs" / name
         if (run_dir / "metrics.jsonl").is_file():
-            sections.append(run_section(run_dir, out / row["name"]))
+            sections.append(run_section(run_dir, out / name))
     return sections
 
 

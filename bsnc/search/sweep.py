@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bsnc.errors import UsageError
-from bsnc.files import atomic_write_text
+from bsnc.files import atomic_write_text, read_regular
 
 STATUS_FILE = "sweep-status.json"
 # train options the sweep sets itself, per run
@@ -201,7 +201,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_regular(path, 256 * 1024 * 1024).decode("utf-8").splitlines():
         if line.strip():
             records.append(json.loads(line))
     return records

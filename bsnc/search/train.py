@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bsnc import numeric, primitives
-from bsnc.codegen.architecture import kept_edges, prune
+from bsnc.codegen.architecture import full_network, kept_edges
 from bsnc.codegen.loader import compile_network
 from bsnc.codegen.runtime import Architecture
 from bsnc.costs.base import Cost
@@ -261,11 +261,6 @@ def parse_budget(cost: Cost, text: str | None) -> float | None:
     if not value > 0:
         raise UsageError(f"--budget {text}: the budget must be greater than 0")
     return value
-
-
-def full_network(network: Network) -> Network:
-    """The super network with every edge on and fixed: a static network, nothing to search."""
-    return prune(network, torch.ones(len(network.edges), dtype=torch.bool))
 
 
 def _sources(program: Program) -> dict[str, str]:
@@ -603,7 +598,7 @@ class Trainer:
         loggers = []
         if self.dist.main:
             self._write_config()
-            if self.start_epoch == 0:
+            if self.start_epoch == 0 and self.stochastic:
                 for message in budget_warnings(self.cost, self.budget, self.cheapest, self.full_cost):
                     warn(message)
             loggers = open_loggers(config.loggers, self.run_dir, [self.record(m) for m in self.history])
