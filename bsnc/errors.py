@@ -81,11 +81,21 @@ def _render_located(kind: str, message: str, span: Span | None) -> str:
         return head
     gutter = f"{span.line:>4} | "
     width = span.end_column - span.column if span.end_line == span.line else len(line) - span.column + 1
-    caret = " " * (len(gutter) - 2) + "| " + " " * (span.column - 1) + "^" * max(1, width)
     # one '?' per control character: the caret stays aligned, and a quoted line cannot send
     # escape sequences to the terminal
-    shown = "".join(c if c.isprintable() or c == "\t" else "?" for c in line.rstrip("\r"))
-    return f"{head}\n{gutter}{shown.expandtabs(1)}\n{caret}"
+    shown = "".join(c if c.isprintable() or c == "\t" else "?" for c in line.rstrip("\r")).expandtabs(1)
+    start = span.column - 1
+    if len(shown) > MAX_QUOTED:  # a window around the column, not a megabyte line
+        first = max(0, min(start - MAX_QUOTED // 3, len(shown) - MAX_QUOTED))
+        last = first + MAX_QUOTED
+        width = min(width, last - start)
+        shown = ("…" if first else "") + shown[first:last] + ("…" if last < len(shown) else "")
+        start = start - first + (1 if first else 0)
+    caret = " " * (len(gutter) - 2) + "| " + " " * start + "^" * max(1, width)
+    return f"{head}\n{gutter}{shown}\n{caret}"
+
+
+MAX_QUOTED = 200  # characters of a source line shown under an error
 
 
 class UsageError(BsncError):

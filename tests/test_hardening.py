@@ -254,3 +254,16 @@ def test_latency_table_counts_are_bounded(tiny: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "--repeats 100000000000: expected an integer from 1 to 1,000,000" in result.stderr
     assert not (tmp_path / "t.json").exists()
+
+
+def test_a_long_source_line_is_quoted_as_a_window_around_the_error() -> None:
+    from bsnc.errors import SourceError
+    from bsnc.lang.frontend import network_from_text
+
+    text = "network t() {\n    let a = " + "1 + " * 5000 + "@\n}\n"
+    with pytest.raises(SourceError) as info:
+        network_from_text(text, name="long.bsn")
+    head, quoted, caret = info.value.render().splitlines()
+    assert head == "long.bsn:2:20013: error: unexpected character '@'"
+    assert len(quoted) < 220 and quoted.startswith("   2 | …") and quoted.endswith("1 + @")
+    assert caret.index("^") == quoted.index("@") and caret.count("^") == 1
