@@ -64,7 +64,7 @@ def test_quiet_and_verbose_exist_on_every_command():
 
 def test_check_json(tmp_path):
     result = run("check", "cnf_w1", "--json", "-D", "C=8")
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["network"] == "cnf_w1" and data["valid"] is True and data["parameters"]["C"] == 8
     assert data["edges"] == {"total": 7, "stochastic": 5, "fixed": 2}
     assert data["input"] == {"name": "x", "shape": [3, 32, 32]}
@@ -104,25 +104,30 @@ def test_runs_are_numbered_with_a_latest_link_and_export_follows_it(tiny, tmp_pa
     assert "epoch 1/1" not in first.output and "run directory runs/tiny/0" in first.output
     second = run("train", str(tiny), *FAST, "--json")
     assert second.exit_code == 0, second.output
-    summary = json.loads(second.output)
+    summary = json.loads(second.stdout)
     assert summary["run_dir"] == "runs/tiny/1" and summary["epochs"] == 1 and summary["network"] == "tiny"
     assert 0.0 <= summary["test_acc"] <= 1.0 and summary["last"]["epoch"] == 1
     assert os.readlink("runs/tiny/latest") == "1"
     resumed = run("train", str(tiny), *FAST, "--resume", "--json")  # nothing left to do, but it finds the run
     assert resumed.exit_code == 0, resumed.output
-    assert json.loads(resumed.output)["run_dir"].endswith("runs/tiny/1") and not Path("runs/tiny/2").exists()
+    assert json.loads(resumed.stdout)["run_dir"].endswith("runs/tiny/1") and not Path("runs/tiny/2").exists()
 
     exported = run("export", "runs/tiny", "--prune", "--json")
     assert exported.exit_code == 0, exported.output
-    data = json.loads(exported.output)
+    data = json.loads(exported.stdout)
     assert Path(data["out_dir"]).resolve() == (tmp_path / "runs/tiny/1/export").resolve()
     assert {Path(f).suffix for f in data["files"]} >= {".bsn", ".pt", ".py"}
     # again: bsnc's own files are replaced; a stranger's file in the directory stops it
     assert run("export", "runs/tiny", "--prune", "-q").exit_code == 0
-    Path("runs/tiny/1/export/notes.txt").write_text("mine")
+    Path("runs/tiny/1/export/tiny_pruned.py").write_text("# edited by hand\n")
     result = run("export", "runs/tiny", "--prune")
-    assert result.exit_code == 1 and "notes.txt, which bsnc did not write" in result.output
-    assert run("export", "runs/tiny", "--prune", "--force").exit_code == 0
+    assert result.exit_code == 1 and "tiny_pruned.py, which bsnc did not write" in result.output
+    assert run("export", "runs/tiny", "--prune", "--force").exit_code == 0  # its own file name: replaced
+    # a file of another name would be swapped away with the directory: refused even with --force
+    Path("runs/tiny/1/export/notes.txt").write_text("mine")
+    result = run("export", "runs/tiny", "--prune", "--force")
+    assert result.exit_code == 1 and "notes.txt" in result.output
+    assert Path("runs/tiny/1/export/notes.txt").read_text() == "mine"
 
 
 def test_resume_without_a_run_dir_needs_a_latest_run(tiny, tmp_path, monkeypatch):

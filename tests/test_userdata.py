@@ -75,7 +75,7 @@ def test_imagefolder_trains_and_checks_the_classes_against_the_network(tmp_path)
     assert "-D classes=2" in result.output
     result = CliRunner().invoke(main, base + ["-D", "classes=2", "--run-dir", str(tmp_path / "r2"), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["epochs"] == 1
+    assert json.loads(result.stdout)["epochs"] == 1
 
 
 MODULE = """

@@ -290,6 +290,8 @@ def _choose_checkpoint(path: Path, pick: str | None, allow_over_budget: bool) ->
         if pick is not None:
             raise UsageError(f"--pick {pick}: give a run directory, not the checkpoint {display_path(path)}")
         return find_checkpoint(path)
+    while not (path / "ckpt.pt").is_file() and (path / "latest").is_dir():
+        path = path / "latest"  # runs/NAME: its newest numbered run, as find_checkpoint does
     pick = pick or "best"
     if pick == "best" and (path / "best.pt").is_file():
         return path / "best.pt"
