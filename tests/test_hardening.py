@@ -267,3 +267,11 @@ def test_a_long_source_line_is_quoted_as_a_window_around_the_error() -> None:
     assert head == "long.bsn:2:20013: error: unexpected character '@'"
     assert len(quoted) < 220 and quoted.startswith("   2 | …") and quoted.endswith("1 + @")
     assert caret.index("^") == quoted.index("@") and caret.count("^") == 1
+
+
+def test_staging_leftovers_of_one_target_spare_a_neighbours(tmp_path):
+    from bsnc.files import remove_staging, staging_directory
+
+    mine, neighbours = staging_directory(tmp_path / "out"), staging_directory(tmp_path / "out.v2")
+    assert remove_staging(tmp_path / "out") == [mine]
+    assert not mine.exists() and neighbours.is_dir()
