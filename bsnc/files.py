@@ -176,8 +176,8 @@ def remove_staging(target: str | Path) -> list[Path]:
         entries = list(target.parent.iterdir())
     except OSError:
         return removed
-    # exactly the prefix and mkdtemp's 8 random characters: the staging of `out.v2` is not out's
-    own = re.compile(re.escape(f"{STAGING_PREFIX}{target.name}.") + r"[a-z0-9_]{8}")
+    # the prefix and then mkdtemp's random characters, no dot: the staging of `out.v2` is not out's
+    own = re.compile(re.escape(f"{STAGING_PREFIX}{target.name}.") + r"[a-z0-9_]+")
     for entry in entries:
         if own.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
