@@ -18,20 +18,8 @@ from bsnc.costs.analytic import FlopsCost
 from bsnc.export.report import pareto_front
 from bsnc.lang.frontend import load_network
 from bsnc.search.checkpoint import load_checkpoint
+from tests.test_train import TINY  # four stochastic edges, five in all
 
-TINY = """
-network tiny(C: int = 4, classes: int = 10) {
-    input x : [3, 8, 8]
-    layer a : [C, 8, 8] post relu
-    layer b : [C, 4, 4] post relu
-    output y : [classes]
-    fixed x -> a : conv(C) >> bn
-    a -> b : conv(C, stride=2) >> bn
-    a -> b as pool : maxpool(2) >> conv(C, k=1)
-    b -> y : global_avgpool >> linear(classes)
-    a -> y : global_avgpool >> linear(classes)
-}
-"""
 TRAIN = ["--data", "fake", "--epochs", "1", "--batch-size", "64", "--device", "cpu"]
 
 
