@@ -430,9 +430,9 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
                    "the floor derived from lambda and the costs that already makes it worse than any "
                    "architecture that reaches the output.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Epochs with every edge on and Γ frozen before the search (the paper: 50 of 300; the "
-                   "default 0 suits short runs).")
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=None,
+              help="Epochs with every edge on and Γ frozen before the search [default: a sixth of --epochs, "
+                   "rounded down: the paper's 50 of 300; none under 6 epochs].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True,
               help="Optimiser of the weights (the paper's: SGD with momentum); Γ shares it.")
@@ -478,7 +478,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (and no per-epoch lines).")
 def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data: str, data_dir: Path | None,
           cost: str, budget: str | None, lam: float, penalty: str, inconsistent_penalty: float, path_lr: float,
-          entropy_weight: float, budget_use: float, idle_penalty: float, epochs: int, warmup_epochs: int,
+          entropy_weight: float, budget_use: float, idle_penalty: float, epochs: int, warmup_epochs: int | None,
           batch_size: int, optimizer: str, lr: float, momentum: float, weight_decay: float, schedule: str,
           milestones: tuple[float, ...], device: str, amp: bool, seed: int, run_dir: Path | None, resume: bool,
           workers: int, full_network: bool, loggers: tuple[str, ...], as_json: bool) -> None:

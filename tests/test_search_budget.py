@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from bsnc.cli import main
 from bsnc.lang.frontend import load_network
 from bsnc.search.checkpoint import load_checkpoint
-from bsnc.search.train import TrainConfig, Trainer
+from bsnc.search.train import TrainConfig, Trainer, warmup_for
 from tests.helpers import FABRICS
+from tests.test_train import TINY
 
 CNF_DOC = {"W": "2", "C": "4", "size": "8", "in_channels": "1"}  # docs/gpu.md's CPU example
 
@@ -187,3 +188,20 @@ def test_train_draw_and_export_agree_on_the_kept_edges_and_pick_chooses_a_pareto
     assert f"flops {cheapest['cost']:,.0f}" in header
     at_most = _cli("export", run, "--prune", "-o", tmp_path / "x", "--pick", "1")
     assert at_most.exit_code != 0 and "every architecture of this run's Pareto front costs more" in at_most.output
+
+
+def test_default_warm_up_is_the_papers_sixth_and_survives_resume_with_more_epochs(tmp_path):
+    assert [warmup_for(n) for n in (1, 5, 6, 11, 12, 300)] == [0, 0, 1, 1, 2, 50]  # the paper: 50 of 300
+    tiny = tmp_path / "tiny.bsn"
+    tiny.write_text(TINY)
+    run = tmp_path / "run"
+
+    def config(epochs: int, resume: bool = False) -> TrainConfig:
+        return TrainConfig(file=str(tiny), data="fake", budget="20k", epochs=epochs, batch_size=64, device="cpu",
+                           run_dir=str(run), progress=False, quiet=True, resume=resume)
+
+    first = Trainer(config(6)).run()
+    assert [m.phase for m in first.history] == ["warmup"] + ["search"] * 5
+    extended = Trainer(config(13, resume=True))  # 13 // 6 = 2, but the run keeps its one warm-up epoch
+    assert extended.warmup == 1
+    assert [m.phase for m in extended.run().history[6:]] == ["search"] * 7

@@ -62,7 +62,7 @@ class TrainConfig:
     budget_use: float = BUDGET_USE  # reward for using the budget, in the reward only (search/reward.py)
     idle_penalty: float = IDLE_PENALTY  # per idle edge, in the reward only (search/reward.py)
     epochs: int = 10
-    warmup_epochs: int = 0
+    warmup_epochs: int | None = None  # None: a sixth of the epochs (the paper's 50 of 300), see warmup_for
     batch_size: int = 64
     lr: float = 0.1
     path_lr: float = PATH_LR  # Γ's step per epoch (search/gates.py)
@@ -211,6 +211,12 @@ def mean_iou(inter: torch.Tensor, union: torch.Tensor) -> float:
     return float((inter[present] / union[present]).mean()) if bool(present.any()) else 0.0
 
 
+def warmup_for(epochs: int) -> int:
+    """The default warm-up: the paper's proportion, 50 epochs of 300 with every edge on before
+    the search, rounded down (so runs of under six epochs search from the start)."""
+    return epochs // 6
+
+
 def validate_config(config: TrainConfig) -> None:
     # NaN and infinities first: every comparison below is false for a NaN
     numeric.real("--lambda", config.lam, 0)
@@ -227,7 +233,7 @@ def validate_config(config: TrainConfig) -> None:
         raise UsageError(f"--penalty {config.penalty}: expected hinge or abs")
     if config.epochs < 1:
         raise UsageError(f"--epochs {config.epochs}: expected at least 1")
-    if not 0 <= config.warmup_epochs < config.epochs:
+    if config.warmup_epochs is not None and not 0 <= config.warmup_epochs < config.epochs:
         raise UsageError(f"--warmup-epochs {config.warmup_epochs}: expected 0 <= N < --epochs ({config.epochs})")
     if config.batch_size < 1:
         raise UsageError(f"--batch-size {config.batch_size}: expected at least 1")
@@ -347,6 +353,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [step_decay])
         self.use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        # resolved once: a run extended with --resume --epochs N keeps the warm-up it had
+        self.warmup = config.warmup_epochs if config.warmup_epochs is not None else warmup_for(config.epochs)
         self.start_epoch = 0
         self.best_val = -1.0
         self.front = ParetoFront()
@@ -385,6 +393,7 @@ class Trainer:
             **self._identity(),
             "epoch": epoch,
             "model": self.core.state_dict(),
+            "warmup": self.warmup,
             "optimizer": self.optimizer.state_dict(),
             "gate_optimizer": self.gate_optimizer.state_dict() if self.gate_optimizer is not None else None,
             "scheduler": self.scheduler.state_dict(),
@@ -435,6 +444,8 @@ class Trainer:
             self.best_val = float(state["best_val"])
             self.front = ParetoFront.from_json(state.get("pareto", []))
             self.start_epoch = done
+            if self.config.warmup_epochs is None and isinstance(state.get("warmup"), int):
+                self.warmup = state["warmup"]
             self.history = [EpochMetrics(**{"consistent": True, "val_loss": None, **m}) for m in state["history"]]
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             raise BsncError(f"{path}: damaged checkpoint: cannot restore the training state "
@@ -539,8 +550,8 @@ class Trainer:
         """The weight of H(Γ) in the search loss: 0 at the first search epoch, rising linearly to
         ``--entropy-weight`` at the last (search/gates.py)."""
         config = self.config
-        span = config.epochs - config.warmup_epochs
-        return config.entropy_weight * ((epoch - config.warmup_epochs) / (span - 1) if span > 1 else 1.0)
+        span = config.epochs - self.warmup
+        return config.entropy_weight * ((epoch - self.warmup) / (span - 1) if span > 1 else 1.0)
 
     def _average_gate_grad(self) -> None:
         if not (self.dist.enabled and self.stochastic):
@@ -615,10 +626,10 @@ class Trainer:
     def _run(self, loggers: list) -> TrainResult:
         config = self.config
         for epoch in range(self.start_epoch, config.epochs):
-            phase = "warmup" if epoch < config.warmup_epochs else "search"
+            phase = "warmup" if epoch < self.warmup else "search"
             if not self.stochastic:
                 phase = "train"
-            if self.stochastic and epoch == config.warmup_epochs and config.warmup_epochs > 0:
+            if self.stochastic and epoch == self.warmup and self.warmup > 0:
                 self.core.reset_gates()  # each edge's initial probability (`prob`, else logit 3)
             start = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
