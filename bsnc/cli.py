@@ -804,7 +804,6 @@ def report(paths: tuple[Path, ...], output: Path) -> None:
 
 
 def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[str, float]:
-    import torch
 
     from bsnc.errors import BsncError
     from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
@@ -822,11 +821,13 @@ def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[
             raise BsncError(f"{checkpoint} was trained as the full network (--full-network): every edge is on and "
                             "there is no edge probability to draw; draw the network without --probs")
         raise BsncError(f"{checkpoint} holds no edge probabilities: its network has no stochastic edge")
-    if tuple(logits.shape) != (len(network.stochastic_edges),):
+    if tuple(logits.shape) != (network.n_logits,):
         raise BsncError(f"{checkpoint}: damaged checkpoint: {tuple(logits.shape)} edge logits for the "
-                        f"{len(network.stochastic_edges)} stochastic edges of {network.name}")
-    gamma = torch.sigmoid(logits.float()).tolist()
-    return {e.key: g for e, g in zip(network.stochastic_edges, gamma)}
+                        + (f"{network.n_logits} stochastic edges of {network.name}" if network.plain
+                           else f"{network.n_logits} gate and option logits of {network.name}"))
+    from bsnc.codegen.architecture import edge_gammas
+
+    return edge_gammas(network, logits)
 
 
 def _logits_from_run(path: Path) -> Any:

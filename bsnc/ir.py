@@ -14,6 +14,11 @@ from bsnc.errors import Span
 from bsnc.ops import REGISTRY, ModuleSpec, Shape
 
 Value = int | float | bool | str
+# per-channel operations that keep a zero channel zero: a `concat` slot that is absent from their
+# input is absent from their output, so the conv or linear after them can drop its weights
+ZERO_KEEPING = frozenset({"identity", "relu", "relu6", "hswish", "tanh", "gelu", "dropout", "maxpool", "avgpool",
+                          "upsample", "global_avgpool", "global_maxpool", "flatten"})
+DEFAULT_LOGIT = 3.0  # a stochastic edge starts at sigmoid(3) ~ 0.95, the paper's initialisation
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,29 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """One learned random choice per example: an on/off *gate* (one logit, γ = sigmoid) shared by
+    the edges that name it, or an edge's own; or a *choice* group (a logit per option, softmax)
+    whose options are the member labels, then `zero` ("none of them") when a member is `zero`."""
+
+    name: str  # the `gate`/`choose` name, or the edge key of an edge's own gate
+    kind: str  # "gate" or "choice"
+    offset: int  # index of the first logit in the network's gate logits
+    init_logits: tuple[float, ...]
+    options: tuple[str, ...] = ()  # choice: the member labels, in order of first appearance
+    zero: str | None = None  # choice: the label of its `zero` member, the "none" option
+    shared: bool = False  # declared by name (`gate G`, `choose G`), not an edge's own gate
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def width(self) -> int:
+        return len(self.init_logits)
+
+    def option_names(self) -> tuple[str, ...]:
+        return self.options + ((self.zero,) if self.zero is not None else ())
+
+
+@dataclass(frozen=True)
 class Edge:
     key: str  # stable and unique: "src->dst" or "src->dst:name"
     src: str
@@ -68,7 +96,12 @@ class Edge:
     init_prob: float | None
     shapes: tuple[Shape, ...] = ()  # input shape, then the shape after each op
     extra_macs: int = 0  # charged by `cost N` of the module types the edge uses
+    group: tuple[str, str] | None = None  # as written: ("gate", G) or ("choose", G)
+    decision: int = -1  # index into Network.decisions (-1: fixed)
+    option: int = 1  # the decision's value that switches the edge on (a gate: 1; a choice: its option)
+    slot: int | None = None  # first channel of its output in a `concat` destination
     span: Span | None = field(default=None, compare=False, repr=False)
+    group_span: Span | None = field(default=None, compare=False, repr=False)
     src_span: Span | None = field(default=None, compare=False, repr=False)
     dst_span: Span | None = field(default=None, compare=False, repr=False)
 
@@ -87,6 +120,18 @@ class Edge:
             REGISTRY[op.prim].macs(self.shapes[i], self.shapes[i + 1], op.kwargs)
             for i, op in enumerate(self.ops)
         )
+
+    def head(self) -> int | None:
+        """The op that reads this edge's input channel by channel, when the edge leaves a
+        `concat` layer: its first ``conv`` with ``groups=1`` or ``linear``, if only
+        :data:`ZERO_KEEPING` operations come before it (None otherwise). Its MACs and weights
+        scale with the input channels that are present; export slices its input weights."""
+        for index, op in enumerate(self.ops):
+            if (op.prim == "conv" and op.kwargs.get("groups", 1) == 1) or op.prim == "linear":
+                return index
+            if op.prim not in ZERO_KEEPING:
+                return None
+        return None
 
     def signature(self) -> str:
         """The op chain and input shape: what determines the module's cost on a device."""
@@ -114,6 +159,20 @@ class Network:
     source: str = ""  # file name as shown to the user
     source_hash: str = ""
     modules_used: tuple[str, ...] = ()
+    decisions: list[Decision] = field(default_factory=list)  # in order of their first stochastic edge
+
+    @property
+    def n_logits(self) -> int:
+        return sum(d.width for d in self.decisions)
+
+    @property
+    def plain(self) -> bool:
+        """Every stochastic edge has a gate of its own (the paper's super networks): then the
+        gate logits are one per stochastic edge, in edge order."""
+        return all(d.kind == "gate" and not d.shared for d in self.decisions)
+
+    def decision_edges(self, index: int) -> list[Edge]:
+        return [e for e in self.edges if e.decision == index]
 
     @cached_property
     def layer_index(self) -> dict[str, int]:

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import torch
 
-from bsnc.codegen.runtime import Structure, sample_architecture
+from bsnc.codegen.runtime import Structure, edge_probabilities, sample_architecture
 from bsnc.errors import BsncError
 from bsnc.ir import Network
 from bsnc.lang.checks import build_network
@@ -19,7 +19,7 @@ from bsnc.lang.expand import Flat
 def active_edges(network: Network, proposal: Sequence[bool] | torch.Tensor) -> torch.Tensor:
     """The [E] active mask of a proposed mask, with the connectivity rule applied."""
     structure = structure_of(network)
-    logits = torch.zeros(len(network.stochastic_edges))
+    logits = torch.zeros(network.n_logits)
     proposal = torch.as_tensor(proposal, dtype=torch.bool)
     arch = sample_architecture(structure, logits, 1, "mask", proposal)
     if bool(arch.inconsistent[0]):
@@ -32,18 +32,29 @@ def active_edges(network: Network, proposal: Sequence[bool] | torch.Tensor) -> t
 
 
 def kept_proposal(network: Network, gate_logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """The [E] proposal of the kept edges: every fixed edge, and each stochastic edge whose γ is
-    above ``threshold`` (compared on logits, as deterministic evaluation does: γ > 0.5 is logit > 0)."""
+    """The [E] proposal of the kept edges: every fixed edge, each edge whose gate's γ is above
+    ``threshold`` (compared on logits, as deterministic evaluation does: γ > 0.5 is logit > 0), and
+    the members of each choice group's most probable option (none when it is the `zero` one)."""
     cut = math.log(threshold / (1 - threshold))
-    logits = iter(torch.as_tensor(gate_logits).detach().float().cpu().tolist())
-    return torch.tensor([True if e.fixed else next(logits) > cut for e in network.edges], dtype=torch.bool)
+    logits = torch.as_tensor(gate_logits).detach().float().cpu().tolist()
+    chosen = [logits[d.offset] > cut if d.kind == "gate"
+              else max(range(d.width), key=lambda i: (logits[d.offset + i], -i)) for d in network.decisions]
+    return torch.tensor([True if e.fixed else chosen[e.decision] == e.option for e in network.edges],
+                        dtype=torch.bool)
+
+
+def edge_gammas(network: Network, gate_logits: torch.Tensor) -> dict[str, float]:
+    """Each stochastic edge's probability of being proposed, by key: its gate's γ, or its
+    option's softmax probability in its choice group."""
+    logits = torch.as_tensor(gate_logits).detach().float().cpu()
+    return dict(zip((e.key for e in network.stochastic_edges), edge_probabilities(structure_of(network), logits).tolist()))
 
 
 def kept_edges(network: Network, gate_logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """The one definition of the *kept* edges, which train reports, `draw --probs` draws solid and
     export keeps: the edges of :func:`kept_proposal` that are active, i.e. on a path from the input
     to the output through kept edges (all False when none reaches the output)."""
-    arch = sample_architecture(structure_of(network), torch.zeros(len(network.stochastic_edges)), 1, "mask",
+    arch = sample_architecture(structure_of(network), torch.zeros(network.n_logits), 1, "mask",
                                kept_proposal(network, gate_logits, threshold))
     return arch.active[0]
 
@@ -57,6 +68,9 @@ def structure_of(network: Network) -> Structure:
         [network.layer_index[e.src] for e in network.edges],
         [network.layer_index[e.dst] for e in network.edges],
         [e.stochastic for e in network.edges],
+        None if network.plain else [(d.kind, d.offset, d.width) for d in network.decisions],
+        None if network.plain else [e.decision for e in network.edges],
+        None if network.plain else [e.option if e.stochastic else 0 for e in network.edges],
     )
 
 

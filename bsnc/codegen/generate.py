@@ -19,7 +19,6 @@ from torch import nn
 
 from bsnc import nn as helpers
 from bsnc.codegen.namespace import Namespace, sanitise
-from bsnc.codegen.runtime import DEFAULT_LOGIT, logit
 from bsnc.errors import BsncError
 from bsnc.ir import Edge, Layer, Network
 from bsnc.ops import REGISTRY, ModuleSpec
@@ -53,6 +52,7 @@ class _EdgeView:
     module_lines: list[str]
     location: str  # "file:line" of the .bsn source
     call: str  # the static forward's expression: the module applied, or the source for identity
+    offset: int | None  # first channel in a concat destination
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,11 @@ class _LayerView:
     post_source: str | None
     post_inline: bool  # a lone relu post-op: the static forward calls torch.relu directly
     mean: bool
-    edges: list[_EdgeView]
+    concat: bool
+    edges: list[_EdgeView]  # a concat layer's in slot order
     location: str
     shape: str
+    shape_tuple: str
 
 
 def _location(span) -> str:
@@ -177,9 +179,12 @@ def generate(network: Network) -> str:
                 location=_location(e.span),
                 call=(layer_vars[e.src] if all(op.prim == "identity" for op in e.ops)
                       else f"edges.{edge_ident[e.key]}({layer_vars[e.src]})"),
+                offset=e.slot,
             )
             for e in network.in_edges(layer.name)
         ]
+        if layer.aggregate == "concat":
+            incoming.sort(key=lambda view: view.offset)
         layers.append(_LayerView(
             index=index,
             var=layer_vars[layer.name],
@@ -188,15 +193,19 @@ def generate(network: Network) -> str:
             post_source=_post_source(layer, aliases),
             post_inline=[op.prim for op in layer.post] == ["relu"],
             mean=layer.aggregate == "mean",
+            concat=layer.aggregate == "concat",
             edges=incoming,
             location=_location(layer.span),
             shape=repr(list(layer.shape)),
+            shape_tuple=repr(tuple(layer.shape)),
         ))
     all_edges = sorted((e for layer in layers for e in layer.edges), key=lambda e: e.index)
-    initial = [
-        repr(float(logit(e.init_prob)) if e.init_prob is not None else DEFAULT_LOGIT)
-        for e in network.edges if e.stochastic
-    ]
+    initial = [repr(float(value)) for d in network.decisions for value in d.init_logits]
+    decisions = None if network.plain else {
+        "decisions": _tuple([f"({d.kind!r}, {d.offset}, {d.width})" for d in network.decisions]),
+        "edge_decision": _tuple([str(e.decision) for e in network.edges]),
+        "edge_option": _tuple([str(e.option if e.stochastic else 0) for e in network.edges]),
+    }
     template = _environment().get_template("network.py.j2")
     return template.render(
         version=__version__,
@@ -222,6 +231,7 @@ def generate(network: Network) -> str:
         edge_dst=_tuple([str(network.layer_index[e.dst]) for e in network.edges]),
         edge_stochastic=_tuple([repr(e.stochastic) for e in network.edges]),
         initial_logits=_tuple(initial),
+        decisions=decisions,
         post_layers=_tuple([repr(layer.name) for layer in network.layers if layer.post]),
         any_post=any(layer.post for layer in network.layers),
         post_called=any(view.post_ident and not view.post_inline for view in layers),

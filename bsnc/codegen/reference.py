@@ -60,13 +60,17 @@ def reference_forward(network: Network, module: nn.Module, x: torch.Tensor, acti
         layer = network.layer(layer_name)
         total = None
         count = torch.zeros(batch, dtype=x.dtype, device=x.device)
+        slots: list[tuple[int, torch.Tensor]] = []
         for u, _, key in network.graph.in_edges(layer_name, keys=True):
             mask = active[:, edges_by_key[key]].to(x.dtype).to(x.device)
             out = edge_modules[key](values[u])
             term = out * mask.view((-1,) + (1,) * (out.dim() - 1))
+            slots.append((network.edge(key).slot or 0, term))
             total = term if total is None else total + term
             count = count + mask
-        if layer.aggregate == "mean":
+        if layer.aggregate == "concat":  # side by side, by first channel; absent inputs are zeros
+            total = torch.cat([term for _, term in sorted(slots, key=lambda item: item[0])], dim=1)
+        elif layer.aggregate == "mean":
             total = total / count.clamp(min=1).view((-1,) + (1,) * (total.dim() - 1))
         if layer.post:
             total = posts[layer_name](total)

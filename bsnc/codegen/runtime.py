@@ -41,10 +41,19 @@ class Architecture:
 
 
 class Structure:
-    """Static tables of a network, as integer index tensors: what sampling needs."""
+    """Static tables of a network, as integer index tensors: what sampling needs.
+
+    ``decisions`` lists each learned choice as ``(kind, first logit, width)``: a ``"gate"`` (one
+    logit, on with probability sigmoid) or a ``"choice"`` (``width`` logits, softmax; its values
+    are the options in order). ``edge_decision[e]`` is the decision of stochastic edge ``e`` and
+    ``edge_option[e]`` the value that switches it on (1 for a gate). Without them every
+    stochastic edge has a gate of its own, in edge order (the paper's super networks).
+    """
 
     def __init__(self, n_layers: int, input_index: int, output_index: int,
-                 edge_src: Sequence[int], edge_dst: Sequence[int], stochastic: Sequence[bool]):
+                 edge_src: Sequence[int], edge_dst: Sequence[int], stochastic: Sequence[bool],
+                 decisions: Sequence[tuple[str, int, int]] | None = None,
+                 edge_decision: Sequence[int] | None = None, edge_option: Sequence[int] | None = None):
         self.n_layers = n_layers
         self.input_index = input_index
         self.output_index = output_index
@@ -57,11 +66,46 @@ class Structure:
         self.out_edges = [torch.nonzero(self.edge_src == layer).flatten() for layer in range(n_layers)]
         # layers in topological order = index order (the generator numbers them so)
         self.order = list(range(n_layers))
+        self.plain = decisions is None
+        if decisions is None:
+            n = int(self.stochastic_index.numel())
+            decisions = [("gate", i, 1) for i in range(n)]
+            edge_decision = [-1] * len(stochastic)
+            for i, e in enumerate(self.stochastic_index.tolist()):
+                edge_decision[e] = i
+            edge_option = [1] * len(stochastic)
+        self.decisions = [tuple(d) for d in decisions]
+        self.n_logits = sum(width for _, _, width in self.decisions)
+        self.edge_decision = torch.tensor(list(edge_decision), dtype=torch.long)
+        self.edge_option = torch.tensor(list(edge_option), dtype=torch.long)
+        gates = [i for i, (kind, _, _) in enumerate(self.decisions) if kind == "gate"]
+        choices = [i for i, (kind, _, _) in enumerate(self.decisions) if kind == "choice"]
+        self.gate_index = torch.tensor(gates, dtype=torch.long)
+        self.gate_logit = torch.tensor([self.decisions[i][1] for i in gates], dtype=torch.long)
+        # a gate draws with the uniform of its first edge, so a plain network samples as it always did
+        first = {d: e for e, d in reversed(list(enumerate(self.edge_decision.tolist()))) if d >= 0}
+        self.gate_first_edge = torch.tensor([first.get(i, 0) for i in gates], dtype=torch.long)
+        self.choice_index = torch.tensor(choices, dtype=torch.long)
+        widest = max((self.decisions[i][2] for i in choices), default=1)
+        # [choices, widest] indices into the logits followed by one -inf: padding past a group's width
+        pad = self.n_logits
+        self.choice_logit = torch.tensor(
+            [[self.decisions[i][1] + j if j < self.decisions[i][2] else pad for j in range(widest)] for i in choices],
+            dtype=torch.long).reshape(len(choices), widest)
+        # [E, D]: stochastic edge e belongs to decision d (what "offered" sums over)
+        self.membership = torch.zeros((len(stochastic), len(self.decisions)))
+        for e, d in enumerate(self.edge_decision.tolist()):
+            if d >= 0:
+                self.membership[e, d] = 1.0
         self._on: dict[torch.device, _DeviceTables] = {}
 
     @property
     def n_edges(self) -> int:
         return int(self.edge_src.numel())
+
+    @property
+    def n_decisions(self) -> int:
+        return len(self.decisions)
 
     def on(self, device: torch.device) -> _DeviceTables:
         """The index tables on ``device``, copied there once and then reused."""
@@ -74,6 +118,9 @@ class Structure:
                 move(self.edge_src), move(self.edge_dst), move(self.stochastic), move(self.stochastic_index),
                 [move(t) if t.numel() else None for t in self.in_edges],
                 [move(t) if t.numel() else None for t in self.out_edges],
+                move(self.edge_decision.clamp(min=0)), move(self.edge_option), move(self.gate_index),
+                move(self.gate_logit), move(self.gate_first_edge), move(self.choice_index), move(self.choice_logit),
+                move(self.membership),
             )
             self._on[device] = tables
         return tables
@@ -87,6 +134,60 @@ class _DeviceTables:
     stochastic_index: torch.Tensor
     in_edges: list[torch.Tensor | None]
     out_edges: list[torch.Tensor | None]
+    edge_decision: torch.Tensor  # fixed edges point at decision 0; ``stochastic`` masks them out
+    edge_option: torch.Tensor
+    gate_index: torch.Tensor
+    gate_logit: torch.Tensor
+    gate_first_edge: torch.Tensor
+    choice_index: torch.Tensor
+    choice_logit: torch.Tensor
+    membership: torch.Tensor
+
+
+def choice_logits(structure: Structure, gate_logits: torch.Tensor) -> torch.Tensor:
+    """[choices, widest] logits of the choice groups, -inf past each group's width."""
+    tables = structure.on(gate_logits.device)
+    padded = torch.cat([gate_logits, gate_logits.new_full((1,), float("-inf"))])
+    return padded[tables.choice_logit]
+
+
+def decision_log_probs(structure: Structure, gate_logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """[B, D] log-probability of each decision's value (gates: 1 on, 0 off; choices: the option)."""
+    tables = structure.on(gate_logits.device)
+    out = gate_logits.new_zeros(values.shape)
+    if tables.gate_index.numel():
+        theta = gate_logits[tables.gate_logit]
+        on = values[:, tables.gate_index] == 1
+        out[:, tables.gate_index] = torch.where(on, F.logsigmoid(theta), F.logsigmoid(-theta))
+    if tables.choice_index.numel():
+        log_p = torch.log_softmax(choice_logits(structure, gate_logits), dim=1)  # [C, W]
+        picked = values[:, tables.choice_index]  # [B, C]
+        out[:, tables.choice_index] = log_p.gather(1, picked.t()).t()
+    return out
+
+
+def _decision_values(structure: Structure, gate_logits: torch.Tensor, batch: int, mode: str,
+                     uniform: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+    """[B, D] one value per example and decision: drawn (``sample``) or the most probable."""
+    tables = structure.on(gate_logits.device)
+    theta = gate_logits.detach()
+    values = torch.zeros((batch, structure.n_decisions), dtype=torch.long, device=theta.device)
+    if tables.gate_index.numel():
+        gate_theta = theta[tables.gate_logit]
+        if mode == "sample":
+            on = uniform[:, tables.gate_first_edge] < torch.sigmoid(gate_theta)
+        else:
+            on = (gate_theta > 0).expand(batch, -1)
+        values[:, tables.gate_index] = on.long()
+    if tables.choice_index.numel():
+        logits = choice_logits(structure, theta)
+        if mode == "sample":  # Gumbel-max: one categorical draw per example and group
+            u = torch.rand((batch,) + tuple(logits.shape), device=theta.device, generator=generator)
+            picked = (logits - torch.log(-torch.log(u))).argmax(dim=2)
+        else:
+            picked = logits.argmax(dim=1).expand(batch, -1)
+        values[:, tables.choice_index] = picked
+    return values
 
 
 def sample_architecture(structure: Structure, gate_logits: torch.Tensor, batch: int, mode: str,
@@ -95,18 +196,23 @@ def sample_architecture(structure: Structure, gate_logits: torch.Tensor, batch: 
     device = gate_logits.device
     tables = structure.on(device)
     n_edges = structure.n_edges
-    logits = torch.zeros(n_edges, device=device, dtype=gate_logits.dtype)
-    logits = logits.index_put((tables.stochastic_index,), gate_logits)
     stochastic = tables.stochastic
+    values = None
 
-    if mode == "sample":
-        gamma = torch.sigmoid(logits.detach())
-        uniform = torch.rand((batch, n_edges), device=device, generator=generator)
-        proposal = uniform < gamma
+    if mode in ("sample", "deterministic") and structure.plain:
+        logits = torch.zeros(n_edges, device=device, dtype=gate_logits.dtype)
+        logits = logits.index_put((tables.stochastic_index,), gate_logits.detach())
+        if mode == "sample":
+            uniform = torch.rand((batch, n_edges), device=device, generator=generator)
+            proposal = uniform < torch.sigmoid(logits)
+        else:
+            proposal = (logits > 0).expand(batch, n_edges)  # gamma > 0.5
+    elif mode in ("sample", "deterministic"):
+        uniform = torch.rand((batch, n_edges), device=device, generator=generator) if mode == "sample" else None
+        values = _decision_values(structure, gate_logits, batch, mode, uniform, generator)
+        proposal = values[:, tables.edge_decision] == tables.edge_option
     elif mode == "full":
         proposal = torch.ones((batch, n_edges), dtype=torch.bool, device=device)
-    elif mode == "deterministic":
-        proposal = (logits.detach() > 0).expand(batch, n_edges)  # gamma > 0.5
     elif mode == "mask":
         if mask is None:
             raise ValueError("mode 'mask' needs a mask of shape [E] or [B, E]")
@@ -139,10 +245,72 @@ def sample_architecture(structure: Structure, gate_logits: torch.Tensor, batch: 
         active[:, outgoing] = a
         reaches[:, layer] = a.any(dim=1)
 
-    src_connected = connected[:, src] & stochastic  # [B, E]: the edges that were drawn at all
-    step = torch.where(drawn, F.logsigmoid(logits), F.logsigmoid(-logits))
-    log_prob = torch.where(src_connected, step, torch.zeros_like(step)).sum(dim=1)
+    src_connected = connected[:, src] & stochastic  # [B, E]: the edges that were offered at all
+    if structure.plain:
+        logits = torch.zeros(n_edges, device=device, dtype=gate_logits.dtype)
+        logits = logits.index_put((tables.stochastic_index,), gate_logits)
+        step = torch.where(drawn, F.logsigmoid(logits), F.logsigmoid(-logits))
+        log_prob = torch.where(src_connected, step, torch.zeros_like(step)).sum(dim=1)
+    else:
+        if values is None:  # full and mask modes: read each decision's value off the proposal
+            values = _values_of(structure, proposal)
+        # a decision counts once, when at least one of its edges was offered
+        offered = (src_connected.to(tables.membership.dtype) @ tables.membership) > 0
+        terms = decision_log_probs(structure, gate_logits, values)
+        log_prob = torch.where(offered, terms, torch.zeros_like(terms)).sum(dim=1)
     return Architecture(drawn, active, connected, log_prob, ~connected[:, structure.output_index])
+
+
+def _values_of(structure: Structure, proposal: torch.Tensor) -> torch.Tensor:
+    """[B, D] decision values that a proposal states: a gate is on when any of its edges is;
+    a choice takes the option of its first proposed member (its zero option when none is)."""
+    tables = structure.on(proposal.device)
+    batch = proposal.shape[0]
+    values = torch.zeros((batch, structure.n_decisions), dtype=torch.long, device=proposal.device)
+    for d, (kind, _, width) in enumerate(structure.decisions):
+        edges = torch.nonzero(tables.membership[:, d]).flatten()
+        on = proposal[:, edges]
+        if kind == "gate":
+            values[:, d] = on.any(dim=1).long()
+        else:
+            options = tables.edge_option[edges]
+            first = torch.where(on, torch.arange(edges.numel(), device=on.device), edges.numel()).min(dim=1).values
+            values[:, d] = torch.where(first < edges.numel(), options[first.clamp(max=max(edges.numel() - 1, 0))],
+                                       width - 1)
+    return values
+
+
+def edge_probabilities(structure: Structure, gate_logits: torch.Tensor) -> torch.Tensor:
+    """[S] each stochastic edge's probability of being proposed (its gate's γ, or its option's
+    softmax probability), in stochastic edge order."""
+    if structure.plain:
+        return torch.sigmoid(gate_logits)
+    tables = structure.on(gate_logits.device)
+    table = gate_logits.new_zeros((structure.n_decisions, 2 if not tables.choice_index.numel()
+                                   else max(2, tables.choice_logit.shape[1])))
+    if tables.gate_index.numel():
+        table[tables.gate_index, 1] = torch.sigmoid(gate_logits[tables.gate_logit])
+    if tables.choice_index.numel():
+        probs = torch.softmax(choice_logits(structure, gate_logits), dim=1)
+        table[tables.choice_index, :probs.shape[1]] = probs
+    index = tables.stochastic_index
+    return table[tables.edge_decision[index], tables.edge_option[index]]
+
+
+def decision_entropy(structure: Structure, gate_logits: torch.Tensor) -> torch.Tensor:
+    """Σ over decisions of their entropy in nats (Bernoulli or categorical), differentiable."""
+    tables = structure.on(gate_logits.device)
+    total = gate_logits.new_zeros(())
+    if tables.gate_index.numel():
+        theta = gate_logits[tables.gate_logit]
+        p = torch.sigmoid(theta)
+        total = total - (p * F.logsigmoid(theta) + (1 - p) * F.logsigmoid(-theta)).sum()
+    if tables.choice_index.numel():
+        logits = choice_logits(structure, gate_logits)
+        log_p = torch.log_softmax(logits, dim=1)
+        p_log_p = torch.where(torch.isfinite(logits), log_p.exp() * log_p, torch.zeros_like(log_p))
+        total = total - p_log_p.sum()
+    return total
 
 
 def _as_batch_mask(mask: torch.Tensor, batch: int, n_edges: int, device: torch.device) -> torch.Tensor:
@@ -228,6 +396,29 @@ class Executor:
         count = self._active[rows][:, list(incoming)].sum(dim=1).clamp(min=1).to(acc.device, acc.dtype)
         return acc / count.view((-1,) + (1,) * (acc.dim() - 1))
 
+    def place(self, edge: int, module: nn.Module, x: torch.Tensor | None, acc: torch.Tensor | None,
+              offset: int, shape: Sequence[int]) -> torch.Tensor | None:
+        """Concatenation: ``acc`` (the destination's present rows, of ``shape``) with the edge's
+        output written into its channels from ``offset`` on its active rows; zeros elsewhere."""
+        n = self.counts[edge]
+        if n == 0 or x is None:
+            return acc
+        take = self._position(edge, self._src[edge])
+        inputs = x if take is None else x.index_select(0, take)
+        y = _single_row(module, inputs) if n == 1 and module.training else module(inputs)
+        if acc is None:
+            acc = y.new_zeros((self._sizes[self._dst[edge]],) + tuple(shape))
+        elif acc.dtype != y.dtype:  # under autocast, edges may differ in precision
+            dtype = torch.promote_types(acc.dtype, y.dtype)
+            acc, y = acc.to(dtype), y.to(dtype)
+        slot = acc.narrow(1, offset, y.shape[1])
+        put = self._position(edge, self._dst[edge])
+        if put is None:
+            slot.copy_(y)
+        else:
+            slot.index_copy_(0, put, y)
+        return acc
+
     @staticmethod
     def post(module: nn.Module, acc: torch.Tensor | None) -> torch.Tensor | None:
         return None if acc is None else module(acc)
@@ -290,7 +481,9 @@ class StochasticSuperNetwork(nn.Module):
     """Base of generated stochastic networks: gate logits, modes, the last pass's architecture.
 
     Subclasses (generated) define ``EDGE_KEYS``, ``STOCHASTIC``, ``LAYER_NAMES``, ``EDGE_SRC``,
-    ``EDGE_DST``, ``INPUT_INDEX``, ``OUTPUT_INDEX``, ``INITIAL_LOGITS`` and ``forward``.
+    ``EDGE_DST``, ``INPUT_INDEX``, ``OUTPUT_INDEX``, ``INITIAL_LOGITS`` and ``forward``; a network
+    with shared gates or choice groups also ``DECISIONS``, ``EDGE_DECISION`` and ``EDGE_OPTION``
+    (:class:`Structure`), and then ``gate_logits`` holds one logit per gate and per option.
     """
 
     EDGE_KEYS: tuple[str, ...] = ()
@@ -301,11 +494,15 @@ class StochasticSuperNetwork(nn.Module):
     INPUT_INDEX: int = 0
     OUTPUT_INDEX: int = 0
     INITIAL_LOGITS: tuple[float, ...] = ()
+    DECISIONS: tuple[tuple[str, int, int], ...] | None = None
+    EDGE_DECISION: tuple[int, ...] | None = None
+    EDGE_OPTION: tuple[int, ...] | None = None
 
     def __init__(self) -> None:
         super().__init__()
         self.structure = Structure(len(self.LAYER_NAMES), self.INPUT_INDEX, self.OUTPUT_INDEX,
-                                   self.EDGE_SRC, self.EDGE_DST, self.STOCHASTIC)
+                                   self.EDGE_SRC, self.EDGE_DST, self.STOCHASTIC,
+                                   self.DECISIONS, self.EDGE_DECISION, self.EDGE_OPTION)
         self.gate_logits = nn.Parameter(torch.tensor(self.INITIAL_LOGITS, dtype=torch.float32))
         self.mode: str | None = None  # None: "sample" in training, "deterministic" in evaluation
         self.mask: torch.Tensor | None = None
@@ -317,8 +514,13 @@ class StochasticSuperNetwork(nn.Module):
         return tuple(k for k, s in zip(self.EDGE_KEYS, self.STOCHASTIC) if s)
 
     def gamma(self) -> torch.Tensor:
-        """Edge probabilities of the stochastic edges, in ``stochastic_keys`` order."""
-        return torch.sigmoid(self.gate_logits)
+        """Edge probabilities of the stochastic edges, in ``stochastic_keys`` order (an option of
+        a choice group: its softmax probability)."""
+        return edge_probabilities(self.structure, self.gate_logits)
+
+    def entropy(self) -> torch.Tensor:
+        """H(Γ): the summed entropy of every gate and choice group, in nats."""
+        return decision_entropy(self.structure, self.gate_logits)
 
     def reset_gates(self, value: float | None = None) -> None:
         """Set every gate logit to ``value``, or back to its initial value (from `prob`, else 3)."""

@@ -71,7 +71,7 @@ def cheapest_consistent(network: Network, cost: Cost, limit: int = PATH_LIMIT) -
     if not nx.has_path(graph, source, target):
         return None
     structure = structure_of(network)
-    logits = torch.zeros(len(network.stochastic_edges))
+    logits = torch.zeros(network.n_logits)
     exact_possible = monotone(cost)
     best: tuple[float, torch.Tensor] | None = None
     tried = 0

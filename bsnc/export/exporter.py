@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from bsnc import numeric, primitives
-from bsnc.codegen.architecture import active_edges, full_network, kept_proposal, prune
+from bsnc.codegen.architecture import active_edges, edge_gammas, full_network, kept_proposal, prune
 from bsnc.codegen.generate import generate
 from bsnc.codegen.loader import compile_network
 from bsnc.costs.memory import check_fits
@@ -155,8 +155,7 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     load_weights(super_module, state, meta.get("checkpoint", "the checkpoint"), f"network {network.name}")
     gammas: dict[str, float] = {}
     if network.stochastic_edges:
-        theta = super_module.gate_logits.detach()
-        gammas = dict(zip((e.key for e in network.stochastic_edges), torch.sigmoid(theta).tolist()))
+        gammas = edge_gammas(network, super_module.gate_logits)
     if proposal is None:
         proposal = kept_proposal(network, super_module.gate_logits.detach(), threshold) \
             if network.stochastic_edges else torch.ones(len(network.edges), dtype=torch.bool)
@@ -257,11 +256,11 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
     proposal = load_mask(mask, network) if mask is not None else None
     if proposal is None and network.stochastic_edges:
         logits = state["model"].get("gate_logits")
-        wanted = (len(network.stochastic_edges),)
+        wanted = (network.n_logits,)
         if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != wanted:
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise BsncError(f"{display_path(checkpoint)}: its weights do not fit network {network.name}: "
-                            f"gate_logits is {shape}, expected {wanted} (one per stochastic edge)")
+                            f"gate_logits is {shape}, expected {wanted} (one per gate and per option)")
         proposal = kept_proposal(network, logits, threshold)
     if not allow_over_budget and proposal is not None:
         _check_budget(network, state, proposal, checkpoint)

@@ -355,7 +355,7 @@ def _settings(saved: Mapping[str, Any], budget: float | None, cost_name: str) ->
 def architecture_figure(run_dir: Path, out: Path) -> Figure | str:
     """The diagram export would draw for the run's shipped model, or why there is none."""
     from bsnc import primitives
-    from bsnc.codegen.architecture import kept_edges
+    from bsnc.codegen.architecture import edge_gammas, kept_edges
     from bsnc.export.draw import draw
     from bsnc.lang.frontend import load_network
     from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
@@ -374,11 +374,10 @@ def architecture_figure(run_dir: Path, out: Path) -> Figure | str:
     logits = state["model"].get("gate_logits")
     gammas = kept = None
     if logits is not None and not config.get("full_network"):
-        import torch
 
-        if tuple(logits.shape) != (len(network.stochastic_edges),):
+        if tuple(logits.shape) != (network.n_logits,):
             return f"no architecture diagram: {display_path(checkpoint)} does not fit {file}"
-        gammas = dict(zip((e.key for e in network.stochastic_edges), torch.sigmoid(logits.float()).tolist()))
+        gammas = edge_gammas(network, logits)
         kept = kept_edges(network, logits).tolist()  # what export keeps, as train counts it
     drawn = draw(network, out / "architecture", gammas=gammas, title=f"{network.name}: learned architecture",
                  kept=kept)

@@ -167,6 +167,14 @@ class LayerDecl(Stmt):
 
 
 @dataclass(frozen=True)
+class DecisionRef(Node):
+    """``gate NAME`` (a shared on/off draw) or ``choose NAME`` (an option of a choice group)."""
+
+    kind: str  # "gate" or "choose"
+    name: LayerName
+
+
+@dataclass(frozen=True)
 class EdgeStmt(Stmt):
     fixed: bool
     src: LayerName
@@ -174,6 +182,7 @@ class EdgeStmt(Stmt):
     name: LayerName | None  # `as op` or a computed `as op[k]`
     module: ModExpr
     prob: Expr | None
+    decision: DecisionRef | None = None  # `gate G` or `choose G`
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import math
 import networkx as nx
 
 from bsnc.errors import Note, SourceError, Span, did_you_mean
-from bsnc.ir import Edge, Layer, Network, canonical_order, order_edges
+from bsnc.ir import DEFAULT_LOGIT, Decision, Edge, Layer, Network, canonical_order, order_edges
 from bsnc.lang.expand import Flat
 from bsnc.lang.limits import MAX_PARAMETERS, MAX_TENSOR_ELEMENTS
 from bsnc.ops import REGISTRY, Shape, ShapeError, format_shape
@@ -19,11 +19,19 @@ def build_network(flat: Flat, source: str = "", source_hash: str = "", file_span
     layers = {layer.name: layer for layer in flat.layers}
     input_layer = _single(flat.layers, "input", file_span)
     output_layer = _single(flat.layers, "output", file_span)
+    for edge in flat.edges:
+        for end, span in ((edge.src, edge.src_span), (edge.dst, edge.dst_span)):
+            if end not in layers:
+                raise SourceError(f"edge uses undeclared layer '{end}'{did_you_mean(end, set(layers))}", span)
+    # a `zero` option of a choice group is not an edge (never computed, its shape unchecked):
+    # choosing it switches every member off
+    zero_options = [e for e in flat.edges if _is_zero_option(e)]
+    flat_edges = [e for e in flat.edges if not _is_zero_option(e)]
 
     graph = nx.MultiDiGraph()
     for layer in flat.layers:
         graph.add_node(layer.name, layer=layer)
-    for edge in flat.edges:
+    for edge in flat_edges:
         for end, span in ((edge.src, edge.src_span), (edge.dst, edge.dst_span)):
             if end not in layers:
                 raise SourceError(f"edge uses undeclared layer '{end}'{did_you_mean(end, set(layers))}", span)
@@ -38,7 +46,10 @@ def build_network(flat: Flat, source: str = "", source_hash: str = "", file_span
 
     order = canonical_order(graph)
     rank = {name: i for i, name in enumerate(order)}
-    edges = [_infer_shapes(e, layers) for e in order_edges(flat.edges, rank)]
+    slots = _concat_slots(flat_edges, layers)
+    edges = [_infer_shapes(dataclasses.replace(e, slot=slots.get(e.key)), layers)
+             for e in order_edges(flat_edges, rank)]
+    edges, decisions = _decisions(edges, zero_options)
     _check_parameters(edges)
     for layer in flat.layers:
         _check_post(layer)
@@ -56,7 +67,125 @@ def build_network(flat: Flat, source: str = "", source_hash: str = "", file_span
         source=source,
         source_hash=source_hash,
         modules_used=tuple(flat.modules_used),
+        decisions=decisions,
     )
+
+
+def _is_zero_option(edge: Edge) -> bool:
+    return edge.group is not None and edge.group[0] == "choose" and all(op.prim == "zero" for op in edge.ops)
+
+
+def _concat_slots(edges: list[Edge], layers: dict[str, Layer]) -> dict[str, int]:
+    """The first channel of each edge into a `concat` layer: edges side by side in the order
+    they are declared (loops unrolled); their channels must add up to the layer's."""
+    slots: dict[str, int] = {}
+    filled: dict[str, int] = {}
+    last: dict[str, Edge] = {}
+    for edge in edges:
+        layer = layers[edge.dst]
+        if layer.aggregate != "concat":
+            continue
+        slots[edge.key] = filled.get(layer.name, 0)
+        filled[layer.name] = slots[edge.key] + _channels_out(edge, layers)
+        last[layer.name] = edge
+    for name, channels in filled.items():
+        declared = layers[name].shape[0]
+        if channels != declared:
+            raise SourceError(
+                f"layer '{name}' concatenates {channels} channels, but is declared with {declared}",
+                layers[name].span, [Note(f"its last input, edge '{last[name].key}'", last[name].span)])
+    return slots
+
+
+def _channels_out(edge: Edge, layers: dict[str, Layer]) -> int:
+    """The channels an edge into a concat layer produces (the rest of its shape is checked later)."""
+    dst = layers[edge.dst]
+    shape = _output_shape(edge, layers)
+    if len(shape) != len(dst.shape) or shape[1:] != dst.shape[1:]:
+        raise SourceError(
+            f"shape mismatch on edge '{edge.key}': layer '{edge.dst}' concatenates along the channels "
+            f"inputs of shape [C{''.join(f', {d}' for d in dst.shape[1:])}], the edge produces {format_shape(shape)}",
+            edge.span, [Note(f"'{edge.dst}' declared here", dst.span)])
+    return shape[0]
+
+
+def _decisions(edges: list[Edge], zero_options: list[Edge]) -> tuple[list[Edge], list[Decision]]:
+    """Number the learned choices in the order of their first stochastic edge, and tell each
+    stochastic edge which choice and which of its values switch it on."""
+    kinds: dict[str, tuple[str, Span | None]] = {}
+    for edge in edges + zero_options:
+        if edge.group is None:
+            continue
+        kind, name = edge.group
+        seen = kinds.setdefault(name, (kind, edge.group_span))
+        if seen[0] != kind:
+            raise SourceError(f"'{name}' is used both as a gate and as a choice group; give them different names",
+                              edge.group_span, [Note(f"used with `{seen[0]}` here", seen[1])])
+    zeros: dict[str, Edge] = {}
+    for edge in zero_options:
+        first = zeros.setdefault(edge.group[1], edge)
+        if first.name != edge.name:
+            raise SourceError(f"choice group '{edge.group[1]}' has two `zero` options, '{first.name}' and "
+                              f"'{edge.name}'; name them alike (one option stands for none)", edge.span,
+                              [Note("the first one", first.span)])
+    members: dict[str, list[str]] = {}
+    for edge in edges:
+        if edge.group is not None and edge.group[0] == "choose":
+            labels = members.setdefault(edge.group[1], [])
+            if edge.name not in labels:
+                labels.append(edge.name)
+    decisions: list[Decision] = []
+    index: dict[str, int] = {}
+    out: list[Edge] = []
+    offset = 0
+    for edge in edges:
+        if edge.fixed:
+            out.append(edge)
+            continue
+        kind, name = edge.group if edge.group is not None else ("own", edge.key)
+        if name not in index:
+            if kind == "choose":
+                zero = zeros[name].name if name in zeros else None
+                if zero in members[name]:
+                    raise SourceError(f"choice group '{name}': option '{zero}' is `zero` in one place and an "
+                                      "operation in another", edge.span, [Note("the zero one", zeros[name].span)])
+                width = len(members[name]) + (zero is not None)
+                if width < 2:
+                    raise SourceError(f"choice group '{name}' has a single option, '{edge.name}'; a choice needs two "
+                                      "or more (add a `zero` option to make it switchable, or make the edge fixed)",
+                                      edge.group_span)
+                decision = Decision(name, "choice", offset, (0.0,) * width, tuple(members[name]), zero,
+                                    shared=True, span=edge.group_span)
+            else:
+                decision = Decision(name, "gate", offset, (_initial_logit(edges, edge),), shared=kind == "gate",
+                                    span=edge.group_span or edge.span)
+            index[name] = len(decisions)
+            decisions.append(decision)
+            offset += decision.width
+        decision = decisions[index[name]]
+        option = decision.options.index(edge.name) if decision.kind == "choice" else 1
+        out.append(dataclasses.replace(edge, decision=index[name], option=option))
+    for name, edge in zeros.items():
+        if name not in index:
+            raise SourceError(f"choice group '{name}' has only its `zero` option; it needs an operation too",
+                              edge.group_span)
+    return out, decisions
+
+
+def _initial_logit(edges: list[Edge], edge: Edge) -> float:
+    """The logit a gate starts at: from its edges' `prob` (which must agree), else 3."""
+    if edge.group is None:
+        return _logit(edge.init_prob) if edge.init_prob is not None else DEFAULT_LOGIT
+    given = [e for e in edges if e.group == edge.group and e.init_prob is not None]
+    for other in given[1:]:
+        if other.init_prob != given[0].init_prob:
+            raise SourceError(f"gate '{edge.group[1]}' is given two probabilities, {given[0].init_prob} and "
+                              f"{other.init_prob}; give it one", other.span, [Note("the first", given[0].span)])
+    return _logit(given[0].init_prob) if given else DEFAULT_LOGIT
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
 
 
 def _single(layers: list[Layer], kind: str, file_span: Span | None) -> Layer:
@@ -98,6 +227,17 @@ def _check_paths(graph: nx.MultiDiGraph, layers: dict[str, Layer], source: str, 
             raise SourceError(f"layer '{name}' cannot reach the output '{sink}': {why}", layer.span)
 
 
+def _output_shape(edge: Edge, layers: dict[str, Layer]) -> Shape:
+    shape: Shape = layers[edge.src].shape
+    for op in edge.ops:
+        try:
+            shape = REGISTRY[op.prim].shape(shape, op.kwargs)
+        except ShapeError as exc:
+            notes = [Note("in this primitive of a module type", op.span)] if op.span != op.site else []
+            raise SourceError(f"edge '{edge.key}': {exc}", op.site, notes) from None
+    return shape
+
+
 def _infer_shapes(edge: Edge, layers: dict[str, Layer]) -> Edge:
     shape: Shape = layers[edge.src].shape
     shapes = [shape]
@@ -113,6 +253,8 @@ def _infer_shapes(edge: Edge, layers: dict[str, Layer]) -> Edge:
                               op.site)
         shapes.append(shape)
     expected = layers[edge.dst].shape
+    if edge.slot is not None:  # one slot of a concat layer: its own channels, the layer's other sizes
+        expected = (shape[0],) + expected[1:] if shape else expected
     if shape != expected:
         raise SourceError(
             f"shape mismatch on edge '{edge.key}': layer '{edge.dst}' is {format_shape(expected)}, "

@@ -33,7 +33,7 @@ from bsnc.ops import (
     type_name,
 )
 
-AGGREGATIONS = ("sum", "mean")
+AGGREGATIONS = ("sum", "mean", "concat")
 PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
 SHAPE_NAMES = ("in_channels", "in_height", "in_width", "in_size")  # what a module type knows of its input
 
@@ -364,6 +364,18 @@ class _Expander:
             prob = self.number(stmt.prob, scope, "an edge probability")
             if not 0 < prob < 1:
                 raise SourceError(f"an edge probability must be between 0 and 1 (exclusive), got {prob}", stmt.prob.span)
+        group = None
+        if stmt.decision is not None:
+            kind = stmt.decision.kind
+            if stmt.fixed:
+                raise SourceError(f"a fixed edge is always on; it cannot take part in `{kind}`", stmt.decision.span)
+            if kind == "choose" and prob is not None:
+                raise SourceError("the options of a choice group start equally likely; remove `prob`",
+                                  stmt.prob.span)
+            if kind == "choose" and name is None:
+                raise SourceError("an option of a choice group needs a name, `as NAME`: the name is the option "
+                                  "it stands for, the same in every place the group is used", stmt.span)
+            group = (kind, self.layer_name(stmt.decision.name, scope, "a gate or group index")[0])
         shape = self.layer_shapes.get(src)
         if shape is None:
             shape = Unavailable(f"layer '{src}' is declared after this edge; declare it before the edge")
@@ -371,7 +383,8 @@ class _Expander:
         self.edge_spans[key] = stmt.span
         self.flat.edges.append(Edge(
             key, src, dst, name, stmt.fixed, ops, calls, float(prob) if prob is not None else None,
-            extra_macs=extra, span=stmt.span, src_span=stmt.src.span, dst_span=stmt.dst.span,
+            extra_macs=extra, group=group, span=stmt.span, src_span=stmt.src.span, dst_span=stmt.dst.span,
+            group_span=stmt.decision.span if stmt.decision is not None else None,
         ))
 
     # --- module expressions ---------------------------------------------------------------

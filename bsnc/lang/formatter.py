@@ -237,4 +237,6 @@ def format_edge(edge: ast.EdgeStmt) -> str:
     text += f" : {format_modexpr(edge.module)}"
     if edge.prob is not None:
         text += f" prob {_expr(edge.prob)}"
+    if edge.decision is not None:
+        text += f" {edge.decision.kind} {layer_name(edge.decision.name)}"
     return text

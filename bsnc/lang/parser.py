@@ -463,8 +463,13 @@ class _TreeBuilder(Transformer):
 
     @v_args(meta=True)
     def edge_stmt(self, meta, children):
-        fixed, src, dst, name, module, prob = children
-        return ast.EdgeStmt(fixed is not None, src, dst, name, module, prob, span=self._span(meta))
+        fixed, src, dst, name, module, prob, decision = children
+        return ast.EdgeStmt(fixed is not None, src, dst, name, module, prob, decision, span=self._span(meta))
+
+    @v_args(meta=True)
+    def decision(self, meta, children):
+        kind, name = children
+        return ast.DecisionRef(str(kind), name, span=self._span(meta))
 
     @v_args(meta=True)
     def for_stmt(self, meta, children):
@@ -497,7 +502,7 @@ class _TreeBuilder(Transformer):
 
 KEYWORDS = frozenset(
     "import module network let input output layer aggregate post at fixed as prob for in if else "
-    "and or not true false then cost".split()
+    "and or not true false then cost gate choose".split()
 )
 
 _EXPR_RULES = frozenset(

@@ -13,7 +13,8 @@ Edges that the reward separates clearly (the expensive ones under a tight budget
 Some edges the reward cannot separate: an edge whose architecture is within budget either way
 and whose loss is the same either way, or an edge whose source is never reached (it is never
 drawn, so REINFORCE never moves it). To let Γ converge (the paper's Figure 4: H(Γ) falls to 0),
-the search loss adds β·Σ_e H(γ_e) (:func:`gate_entropy`, in nats), with β rising linearly from 0
+the search loss adds β·H(Γ), the summed entropy of every gate and choice group in nats
+(``StochasticSuperNetwork.entropy``), with β rising linearly from 0
 at the first search epoch to ``--entropy-weight`` at the last: early in the search it does
 nothing; late, it settles each undecided edge on the side it leans to.
 """
@@ -21,16 +22,9 @@ nothing; late, it settles each undecided edge on the side it leans to.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 PATH_LR = 20.0  # a logit moves at most PATH_LR / 2 per epoch (from the reward)
 ENTROPY_WEIGHT = 0.3  # β at the last epoch
-
-
-def gate_entropy(gate_logits: torch.Tensor) -> torch.Tensor:
-    """Σ_e H(γ_e) in nats, differentiable w.r.t. the logits."""
-    p = torch.sigmoid(gate_logits)
-    return -(p * F.logsigmoid(gate_logits) + (1 - p) * F.logsigmoid(-gate_logits)).sum()
 
 
 def gate_optimizer(gate_logits: torch.nn.Parameter, path_lr: float, steps_per_epoch: int) -> torch.optim.Optimizer:

@@ -37,7 +37,7 @@ from bsnc.lang.frontend import network_from_program
 from bsnc.lang.program import Program, load_program
 from bsnc.search import reward as rewards
 from bsnc.search.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from bsnc.search.gates import ENTROPY_WEIGHT, PATH_LR, gate_entropy, gate_optimizer
+from bsnc.search.gates import ENTROPY_WEIGHT, PATH_LR, gate_optimizer
 from bsnc.search.loggers import open_loggers
 from bsnc.search.reward import BUDGET_USE, IDLE_PENALTY
 from bsnc.search.selection import ParetoFront, Point, point_file
@@ -177,15 +177,6 @@ def idle_edges(arch: Architecture) -> torch.Tensor:
     return (arch.drawn & ~arch.active).sum(dim=1)
 
 
-def entropy_bits(gamma: torch.Tensor) -> float:
-    """Mean binary entropy of the edge probabilities, in bits (1 = a coin, 0 = decided)."""
-    if gamma.numel() == 0:
-        return 0.0
-    g = gamma.double().clamp(1e-12, 1 - 1e-12)
-    h = -(g * torch.log2(g) + (1 - g) * torch.log2(1 - g))
-    return float(h.mean())
-
-
 def _task_loss(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example loss and per-example accuracy (pixel accuracy for segmentation)."""
     loss = F.cross_entropy(out.float(), y, reduction="none")
@@ -321,7 +312,7 @@ class Trainer:
         if initial is not None:
             self.core.load_state_dict(initial)
         self.core = self.core.to(self.device)
-        self.initial_entropy = entropy_bits(torch.sigmoid(self.core.gate_logits.detach())) if self.stochastic else 0.0
+        self.initial_entropy = self.entropy_bits()
         self.model: nn.Module = self.core
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -525,7 +516,7 @@ class Trainer:
                                             use_weight=self.config.budget_use)
                     adv = rewards.advantage(reward, lambda v: self.dist.mean(v.sum(), v.shape[0]))
                     loss = loss + (adv.detach() * arch.log_prob).mean()
-                    loss = loss + self.entropy_weight(epoch) * gate_entropy(self.core.gate_logits)
+                    loss = loss + self.entropy_weight(epoch) * self.core.entropy()
             if not torch.isfinite(loss):
                 raise BsncError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped; "
                                 f"{self._last_checkpoint()} (try a lower --lr or --path-lr)")
@@ -552,6 +543,14 @@ class Trainer:
         config = self.config
         span = config.epochs - self.warmup
         return config.entropy_weight * ((epoch - self.warmup) / (span - 1) if span > 1 else 1.0)
+
+    def entropy_bits(self) -> float:
+        """Mean entropy of Γ's decisions (gates and choice groups), in bits: 1 is a fair coin, 0
+        decided (a choice of K options starts at log2 K)."""
+        if not self.stochastic:
+            return 0.0
+        with torch.no_grad():
+            return float(self.core.entropy()) / self.core.structure.n_decisions / math.log(2)
 
     def _average_gate_grad(self) -> None:
         if not (self.dist.enabled and self.stochastic):
@@ -638,7 +637,7 @@ class Trainer:
             val_acc, val_loss, val_miou = self.evaluate_full(self.splits.val)
             det_cost, kept, consistent = self.deterministic_cost()
             last = epoch == config.epochs - 1
-            gamma = torch.sigmoid(self.core.gate_logits.detach()) if self.stochastic else torch.empty(0)
+            gamma = self.core.gamma().detach() if self.stochastic else torch.empty(0)
             # an architecture that does not reach the output costs nothing but is no model
             within = consistent and (self.budget is None or det_cost <= self.budget)
             joined, dropped = (self.front.offer(Point(epoch + 1, val_acc, det_cost, within))
@@ -653,7 +652,7 @@ class Trainer:
             metrics = EpochMetrics(
                 epoch=epoch + 1, phase=phase, train_loss=train_loss, train_acc=train_acc,
                 mean_sampled_cost=sampled if self.stochastic else det_cost, deterministic_cost=det_cost,
-                consistent=consistent, within_budget=within, entropy=entropy_bits(gamma), edges_kept=kept, val_acc=val_acc, val_loss=val_loss,
+                consistent=consistent, within_budget=within, entropy=self.entropy_bits(), edges_kept=kept, val_acc=val_acc, val_loss=val_loss,
                 test_acc=test_acc, lr=lr, time=time.perf_counter() - start, val_miou=val_miou, test_miou=test_miou,
                 gamma=dict(zip(self.core.stochastic_keys, gamma.tolist())) if self.stochastic else {},
                 budget=self.budget, cheapest_cost=self.cheapest.cost if self.cheapest else None,
