@@ -61,7 +61,7 @@ def test_the_cheapest_architecture_is_exact_against_every_architecture(tmp_path,
     else:
         network = load_network(FABRICS / "cnf.bsn", {"W": "2", "C": "2", "size": "4", "in_channels": "1"})
     cost = parse_cost(cost_name, network)
-    found = cheapest_consistent(network, cost)
+    found = cheapest_consistent(network, cost, enumerate_limit=0)
     assert found.exact
     assert found.cost == pytest.approx(_brute_force(network, cost))
     assert float(cost(found.active.unsqueeze(0))[0]) == pytest.approx(found.cost), "the mask has the cost"
@@ -71,13 +71,23 @@ def test_a_path_that_switches_on_a_fixed_edge_pays_for_it(tmp_path):
     path = tmp_path / "forced.bsn"
     path.write_text(FORCED)
     network = load_network(path, {})
-    found = cheapest_consistent(network, parse_cost("flops", network))
+    found = cheapest_consistent(network, parse_cost("flops", network), enumerate_limit=0)
     keys = {e.key for e, on in zip(network.edges, found.active.tolist()) if on}
     assert "a->c" not in keys and "x->a" not in keys, "going through a would switch on a -> c"
 
 
 def test_a_cost_that_is_not_monotone_gives_an_estimate(tmp_path):
     network = load_network(FABRICS / "cnf.bsn", {"W": "2", "C": "2", "size": "4", "in_channels": "1"})
-    found = cheapest_consistent(network, parse_cost("distributed:n=2", network))
+    found = cheapest_consistent(network, parse_cost("distributed:n=2", network), enumerate_limit=0)
     assert not found.exact and found.kind == "estimate"
     assert found.cost >= _brute_force(network, parse_cost("distributed:n=2", network))
+
+
+def test_a_small_space_is_enumerated_exact_even_for_a_cost_that_is_not_monotone():
+    network = load_network(FABRICS / "cnf.bsn", {"W": "2", "C": "2", "size": "4", "in_channels": "1"})
+    cost = parse_cost("distributed:n=2", network)
+    found = cheapest_consistent(network, cost)
+    assert found.exact and found.paths_tried == 2 ** len(network.stochastic_edges)
+    assert found.cost == _brute_force(network, cost)
+    walked = cheapest_consistent(network, cost, enumerate_limit=2 ** len(network.stochastic_edges) - 1)
+    assert not walked.exact and walked.paths_tried < found.paths_tried, "one architecture over the limit: walked"

@@ -3,16 +3,82 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
-from bsnc.costs.base import Additive, Cost, as_float_masks
-from bsnc.ir import Network
+from bsnc.costs.base import Cost, as_float_masks
+from bsnc.ir import ZERO_KEEPING, Network, OpCall
+from bsnc.ops import REGISTRY, Shape
+
+# what one head op is charged in full: (op, its input shape, its output shape) -> count
+HeadCharge = Callable[[OpCall, Shape, Shape], int]
+
+
+def head_macs(op: OpCall, shape_in: Shape, shape_out: Shape) -> int:
+    return REGISTRY[op.prim].macs(shape_in, shape_out, op.kwargs)
+
+
+def head_weights(op: OpCall, shape_in: Shape, shape_out: Shape) -> int:
+    """The head's parameters without its bias (one per output channel or feature), which does not
+    depend on the input channels."""
+    kwargs = op.kwargs
+    return REGISTRY[op.prim].params(shape_in, kwargs) - (shape_out[0] if kwargs.get("bias", False) else 0)
+
+
+class SlotDiscount:
+    """What an edge out of a `concat` layer is *not* charged for the slots of its input that are
+    absent: for each pair (consumer e', slot edge s into e''s source layer L) with e' active and s
+    not, ``charge(head of e') * channels(s) / channels(L)``. A consumer counts when its
+    :meth:`~bsnc.ir.Edge.head` exists and L's `post` keeps zero channels zero (otherwise an absent
+    slot is not zero where the head reads it, and the head needs all its input weights)."""
+
+    def __init__(self, network: Network, charge: HeadCharge):
+        consumers: list[int] = []
+        slots: list[int] = []
+        amounts: list[float] = []
+        for index, edge in enumerate(network.edges):
+            layer = network.layer(edge.src)
+            head = edge.head() if layer.aggregate == "concat" else None
+            if head is None or any(op.prim not in ZERO_KEEPING for op in layer.post):
+                continue
+            full = charge(edge.ops[head], edge.shapes[head], edge.shapes[head + 1])
+            for slot in network.in_edges(layer.name):
+                if slot.slot is None:
+                    continue
+                consumers.append(index)
+                slots.append(network.edge_index[slot.key])
+                # exact: a conv's or linear's charge is a multiple of its input channels
+                amounts.append(full * slot.shapes[-1][0] / layer.shape[0])
+        self.n_edges = len(network.edges)
+        self.consumers = torch.tensor(consumers, dtype=torch.long)
+        self.slots = torch.tensor(slots, dtype=torch.long)
+        self.amounts = torch.tensor(amounts, dtype=torch.float64)
+
+    def __bool__(self) -> bool:
+        return bool(self.consumers.numel())
+
+    def _absent(self, active: torch.Tensor) -> torch.Tensor:
+        """[B, P] float: the pair's consumer is active and its slot edge is not."""
+        a = torch.as_tensor(active).bool()
+        return (a[:, self.consumers] & ~a[:, self.slots]).to(torch.float64)
+
+    def __call__(self, active: torch.Tensor) -> torch.Tensor:
+        """[B] the total discount of each row of active masks [B, E]."""
+        return self._absent(active) @ self.amounts
+
+    def per_edge(self, active: torch.Tensor) -> torch.Tensor:
+        """[B, E] each active consumer's discount (zero for every other edge)."""
+        absent = self._absent(active)
+        out = torch.zeros((absent.shape[0], self.n_edges), dtype=torch.float64)
+        return out.index_add(1, self.consumers, absent * self.amounts)
 
 
 class FlopsCost(Cost):
     """Multiply-accumulates of conv and linear modules, plus one addition per element for each
-    extra input of a `sum` (or `mean`) aggregation (an edge through `zero` is not an input)."""
+    extra input of a `sum` (or `mean`) aggregation (an edge through `zero` is not an input; a
+    `concat` layer adds nothing). The conv or linear that starts an edge out of a `concat` layer
+    is charged only for the channels of its active slots (:class:`SlotDiscount`)."""
 
     name = "flops"
     unit = ""
@@ -23,33 +89,55 @@ class FlopsCost(Cost):
         dst = torch.tensor([network.layer_index[e.dst] for e in network.edges], dtype=torch.long)
         self.incidence = torch.zeros((len(network.edges), len(network.layers)), dtype=torch.float64)
         self.incidence[torch.arange(len(network.edges)), dst] = 1.0
-        # an edge through `zero` adds nothing to its layer: it causes no addition
+        # an edge through `zero` adds nothing to its layer, and concatenation adds nothing at all
         for i, edge in enumerate(network.edges):
-            if any(op.prim == "zero" for op in edge.ops):
+            if any(op.prim == "zero" for op in edge.ops) or network.layer(edge.dst).aggregate == "concat":
                 self.incidence[i] = 0.0
         self.layer_numel = torch.tensor([float(math.prod(layer.shape)) for layer in network.layers], dtype=torch.float64)
         self.incidence32 = self.incidence.to(torch.float32)
         self.edge_weight = self.edge_macs + self.incidence @ self.layer_numel
+        self.discount = SlotDiscount(network, head_macs)
 
     def __call__(self, active: torch.Tensor) -> torch.Tensor:
         # sum over layers of numel * max(0, inputs - 1) = a @ (macs + numel of dst) - present @ numel
         a = torch.as_tensor(active).to(torch.float32)
         present = (a @ self.incidence32) > 0
-        return a.to(torch.float64) @ self.edge_weight - present.to(torch.float64) @ self.layer_numel
+        value = a.to(torch.float64) @ self.edge_weight - present.to(torch.float64) @ self.layer_numel
+        return value - self.discount(active) if self.discount else value
 
     def per_edge(self) -> torch.Tensor:
         return self.edge_macs
+
+    def charged(self, active: torch.Tensor) -> torch.Tensor:
+        """[B, E] each edge's MACs in the architectures of ``active`` (absent slots discounted)."""
+        return self.edge_macs - self.discount.per_edge(active)
 
     def additions_per_layer(self, active: torch.Tensor) -> torch.Tensor:
         inputs = as_float_masks(active) @ self.incidence
         return (inputs - 1).clamp(min=0) * self.layer_numel
 
 
-class ParamsCost(Additive):
-    """Parameters of the active edges' modules: what the pruned model holds."""
+class ParamsCost(Cost):
+    """Parameters of the active edges' modules: what the pruned model holds (the conv or linear
+    that starts an edge out of a `concat` layer loses the input weights of absent slots).
+    ``additive`` (the per-edge vector dotted with the mask) unless the network has such an edge."""
 
     name = "params"
     unit = ""
 
     def __init__(self, network: Network):
-        super().__init__(network, [float(e.param_count()) for e in network.edges])
+        super().__init__(network)
+        self.vector = torch.tensor([float(e.param_count()) for e in network.edges], dtype=torch.float64)
+        self.discount = SlotDiscount(network, head_weights)
+        self.additive = not self.discount
+
+    def __call__(self, active: torch.Tensor) -> torch.Tensor:
+        value = as_float_masks(active) @ self.vector
+        return value - self.discount(active) if self.discount else value
+
+    def per_edge(self) -> torch.Tensor:
+        return self.vector
+
+    def charged(self, active: torch.Tensor) -> torch.Tensor:
+        """[B, E] each edge's parameters in the architectures of ``active``."""
+        return self.vector - self.discount.per_edge(active)

@@ -1,7 +1,8 @@
 """The cost interface: one value per row of a batch of *active* edge masks [B, E].
 
-Additive costs (flops, params, latency) are a per-edge vector dotted with the mask; the sum
-aggregation's additions and the distributed step count are computed for the whole batch at once.
+Additive costs (params, latency) are a per-edge vector dotted with the mask; the sum
+aggregation's additions (flops), what absent `concat` slots save (flops, params) and the
+distributed step count are computed for the whole batch at once.
 Definitions and counting conventions: DESIGN.md §5.
 """
 
@@ -38,8 +39,15 @@ class Cost:
         return float(self(ones)[0])
 
     def per_edge(self) -> torch.Tensor | None:
-        """The per-edge vector of an additive cost (None otherwise)."""
+        """Each edge's cost on its own, for a cost counted per edge (None otherwise); the cost
+        is this vector dotted with the mask exactly when ``additive``."""
         return None
+
+    def charged(self, active: torch.Tensor) -> torch.Tensor | None:
+        """[B, E] what each edge is charged in the architectures of ``active`` [B, E] (None when
+        the cost is not counted per edge)."""
+        vector = self.per_edge()
+        return None if vector is None else vector.expand(torch.as_tensor(active).shape[0], -1)
 
     def format(self, value: float) -> str:
         return human(value, self.unit)

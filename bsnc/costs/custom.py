@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from bsnc.costs.analytic import SlotDiscount, head_macs, head_weights
 from bsnc.costs.base import Cost, pack_rows
 from bsnc.errors import BsncError, UsageError
 from bsnc.ir import Network
@@ -30,6 +31,9 @@ class OpView:
 
 @dataclass(frozen=True)
 class EdgeView:
+    """One active edge. ``flops`` and ``params`` are what it is charged in this architecture: an
+    edge out of a `concat` layer pays for the channels of the active slots only."""
+
     key: str
     src: str
     dst: str
@@ -66,9 +70,16 @@ class ArchitectureView:
         return sum(e.params for e in self.edges)
 
 
-def architecture_view(network: Network, active_row: torch.Tensor) -> ArchitectureView:
-    keep = [e for e, on in zip(network.edges, active_row.tolist()) if on]
-    touched = {e.src for e in keep} | {e.dst for e in keep}
+def architecture_view(network: Network, active_row: torch.Tensor,
+                      discounts: tuple[SlotDiscount, SlotDiscount] | None = None) -> ArchitectureView:
+    """The view of one architecture [E]; ``discounts`` (for flops, for params) are built from the
+    network when not given."""
+    flops_discount, params_discount = discounts or slot_discounts(network)
+    row = active_row.unsqueeze(0)
+    flops_off = flops_discount.per_edge(row)[0].tolist()
+    params_off = params_discount.per_edge(row)[0].tolist()
+    keep = [(i, e) for i, (e, on) in enumerate(zip(network.edges, active_row.tolist())) if on]
+    touched = {e.src for _, e in keep} | {e.dst for _, e in keep}
     return ArchitectureView(
         network=network.name,
         input=network.input,
@@ -78,10 +89,19 @@ def architecture_view(network: Network, active_row: torch.Tensor) -> Architectur
         edges=tuple(
             EdgeView(e.key, e.src, e.dst,
                      tuple(OpView(op.prim, MappingProxyType(dict(op.args))) for op in e.ops),
-                     e.shapes, e.macs(), e.param_count(), e.fixed)
-            for e in keep
+                     e.shapes, e.macs() - _whole(flops_off[i]), e.param_count() - _whole(params_off[i]), e.fixed)
+            for i, e in keep
         ),
     )
+
+
+def slot_discounts(network: Network) -> tuple[SlotDiscount, SlotDiscount]:
+    return SlotDiscount(network, head_macs), SlotDiscount(network, head_weights)
+
+
+def _whole(value: float) -> int:
+    # a slot discount is a whole number: the head's charge is a multiple of its input channels
+    return int(round(value))
 
 
 class CustomCost(Cost):
@@ -92,6 +112,7 @@ class CustomCost(Cost):
         self.name = name
         self.function = function
         self.memo: dict[bytes, float] = {}
+        self.discounts = slot_discounts(network)
 
     def __call__(self, active: torch.Tensor) -> torch.Tensor:
         active = torch.as_tensor(active).bool().cpu()
@@ -104,7 +125,7 @@ class CustomCost(Cost):
 
     def _call(self, row: torch.Tensor) -> float:
         try:
-            value = self.function(architecture_view(self.network, row))
+            value = self.function(architecture_view(self.network, row, self.discounts))
         except Exception as exc:  # the user's code: report it, whatever it raised
             raise BsncError(f"cost function {self.name} raised {type(exc).__name__}: {exc}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -17,7 +17,9 @@ MEMO_LIMIT = 1 << 16  # distinct masks remembered by a distributed cost
 class DistributedCost(Cost):
     """Steps to run the active modules on K parallel workers: greedy list scheduling in
     topological order; each step runs up to K modules whose inputs are ready; parameter-free
-    edges take no step. Memoised by mask; the batch's distinct masks are simulated together."""
+    edges take no step. Memoised by mask; the batch's distinct masks are simulated together.
+    A `concat` layer is ready, as a `sum` one, once all its active inputs have run; shared
+    gates and choice groups only decide which edges are active."""
 
     unit = "steps"
 

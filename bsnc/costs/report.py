@@ -23,7 +23,9 @@ def cost_report(network: Network, specs: list[str], mask_path: Path | None, by_e
         active = torch.ones(len(network.edges), dtype=torch.bool)
         subject = "full super network"
     values = [float(c(active.unsqueeze(0))[0]) for c in costs]
-    additive = [c for c in costs if c.per_edge() is not None]
+    # each edge's charge in this architecture (a conv or linear out of a `concat` layer pays only
+    # for the slots that are present)
+    additive = [(c, row[0]) for c in costs if (row := c.charged(active.unsqueeze(0))) is not None]
     if as_json:
         data: dict = {
             "network": network.name,
@@ -34,7 +36,7 @@ def cost_report(network: Network, specs: list[str], mask_path: Path | None, by_e
         }
         if by_edge:
             data["edges"] = [
-                {"key": e.key, "active": bool(active[i]), **{c.name: float(c.per_edge()[i]) for c in additive}}
+                {"key": e.key, "active": bool(active[i]), **{c.name: float(row[i]) for c, row in additive}}
                 for i, e in enumerate(network.edges)
             ]
             flops = next((c for c in costs if isinstance(c, FlopsCost)), None)
@@ -50,12 +52,12 @@ def cost_report(network: Network, specs: list[str], mask_path: Path | None, by_e
     if by_edge and additive:
         lines.append("")
         key_width = max(len(e.key) for e in network.edges)
-        header = "  " + "edge".ljust(key_width) + "".join(f"  {c.name:>14}" for c in additive)
+        header = "  " + "edge".ljust(key_width) + "".join(f"  {c.name:>14}" for c, _ in additive)
         lines.append(header)
         for i, e in enumerate(network.edges):
             if not active[i]:
                 continue
-            cells = "".join(f"  {c.format(float(c.per_edge()[i])):>14}" for c in additive)
+            cells = "".join(f"  {c.format(float(row[i])):>14}" for c, row in additive)
             lines.append("  " + e.key.ljust(key_width) + cells)
         flops = next((c for c in costs if isinstance(c, FlopsCost)), None)
         if flops is not None:
