@@ -42,7 +42,7 @@ CEILING_SECONDS = 20.0
 WALL_CEILING_SECONDS = 300.0
 
 # Shrunk defaults of the shipped fabrics' parameters, so that mutants stay small enough to run.
-_SMALL = {"C": 4, "W": 2, "size": 8, "width": 2, "n": 1, "classes": 3}
+_SMALL = {"C": 4, "W": 2, "size": 8, "width": 2, "n": 1, "classes": 3, "cells": 3, "nodes": 2, "depth": 2}
 
 
 class _Timeout(Exception):

@@ -25,6 +25,8 @@ SMALL = {
     "resnet_fabric_n18.bsn": {"width": 2, "size": 8},
     "proxyless.bsn": {"n": 1, "width": 2, "size": 8},
     "densenet.bsn": {"L": 2, "growth": 2, "size": 8},
+    "darts.bsn": {"cells": 4, "nodes": 2, "C": 2, "size": 8},
+    "unet.bsn": {"depth": 2, "C": 2, "size": 8},
 }
 
 

@@ -7,11 +7,12 @@ import dataclasses
 import math
 from typing import Sequence
 
+import networkx as nx
 import torch
 
 from bsnc.codegen.runtime import Structure, edge_probabilities, sample_architecture
 from bsnc.errors import BsncError
-from bsnc.ir import Network
+from bsnc.ir import ZERO_KEEPING, Edge, Layer, Network, OpCall, ResolvedCall
 from bsnc.lang.checks import build_network
 from bsnc.lang.expand import Flat
 
@@ -87,15 +88,118 @@ def full_network(network: Network) -> Network:
 
 
 def prune(network: Network, proposal: Sequence[bool] | torch.Tensor) -> Network:
-    """The static network of one architecture: active edges (all fixed) and their layers."""
+    """The static network of one architecture: the active edges, all fixed and in no gate or
+    choice group, and their layers.
+
+    A `concat` layer with inactive slots keeps only its active ones when every edge out of it
+    reads them through its :meth:`~bsnc.ir.Edge.head` (after zero-keeping post-ops; never the
+    output, whose shape is the network's): those edges' heads then see fewer input channels
+    (:func:`concat_channels` says which). Otherwise the layer keeps its channels and each inactive
+    slot is filled by a `zero` edge (see :func:`_zero_edge`); BsncError when none fits."""
     active = active_edges(network, proposal).tolist()
-    kept = [dataclasses.replace(e, fixed=True, init_prob=None) for e, on in zip(network.edges, active) if on]
+    kept = [dataclasses.replace(e, fixed=True, init_prob=None, group=None, decision=-1, option=1, group_span=None)
+            for e, on in zip(network.edges, active) if on]
     touched = {network.input, network.output} | {e.src for e in kept} | {e.dst for e in kept}
+    layers = {layer.name: layer for layer in network.layers if layer.name in touched}
+    for name, layer in layers.items():
+        absent = [e for e in network.in_edges(name) if not active[network.edge_index[e.key]]]
+        if layer.aggregate != "concat" or not absent:
+            continue
+        readers = [e for e in network.out_edges(name) if active[network.edge_index[e.key]]]
+        why = _why_zeros(layer, readers)
+        if why is None:
+            channels = layer.shape[0] - sum(e.shapes[-1][0] for e in absent)
+            layers[name] = dataclasses.replace(layer, shape=(channels,) + layer.shape[1:])
+            continue
+        keys = {e.key for e in kept}
+        for edge in absent:
+            zero = _zero_edge(network, layers, edge, keys, why)
+            keys.add(zero.key)
+            kept.append(zero)
+    rank = network.layer_index
+    # a concat layer's slots follow the order of its edges: keep the slot order of the super network
+    kept.sort(key=lambda e: (rank[e.dst], e.slot if e.slot is not None else 0))
     flat = Flat(
         name=network.name,
         params=dict(network.params),
-        layers=[layer for layer in network.layers if layer.name in touched],
+        layers=[layers[layer.name] for layer in network.layers if layer.name in layers],
         edges=kept,
         modules_used=list(network.modules_used),
     )
     return build_network(flat, source=network.source, source_hash=network.source_hash)
+
+
+def concat_channels(network: Network, pruned: Network) -> dict[str, list[int]]:
+    """The `concat` layers that :func:`prune` narrowed to their active slots, each with the
+    channels of the super network's layer it keeps (in order)."""
+    narrowed: dict[str, list[int]] = {}
+    for layer in pruned.layers:
+        if layer.aggregate != "concat" or layer.shape[0] == network.layer(layer.name).shape[0]:
+            continue
+        channels: list[int] = []
+        for edge in pruned.in_edges(layer.name):
+            if edge.key not in network.edge_index:
+                continue
+            original = network.edge(edge.key)
+            channels.extend(range(original.slot, original.slot + original.shapes[-1][0]))
+        narrowed[layer.name] = sorted(channels)
+    return narrowed
+
+
+def _why_zeros(layer: Layer, readers: list[Edge]) -> str | None:
+    """Why a `concat` layer must keep its inactive slots as zeros (None: it need not), given the
+    active edges out of it."""
+    if layer.kind == "output":
+        return "it is the output, whose shape is the network's"
+    changing = next((op.prim for op in layer.post if op.prim not in ZERO_KEEPING), None)
+    if changing is not None:
+        return f"its post-op {changing} may turn zeros into other values"
+    reader = next((e for e in readers if e.head() is None), None)
+    if reader is not None:
+        return (f"edge '{reader.key}' out of it reads every channel (it does not start with a conv or a linear "
+                "layer after only per-channel operations that keep zeros)")
+    return None
+
+
+def _zero_edge(network: Network, layers: dict[str, Layer], absent: Edge, keys: set[str], why: str) -> Edge:
+    """A fixed edge that fills the slot of ``absent`` with zeros: `zero`, with a stride and a
+    `pad_channels` when needed, from the slot's own source when it is in the pruned network, else
+    from the first layer of the pruned network (in canonical order) that precedes the slot's layer;
+    named ``absent[FIRST_CHANNEL]``. BsncError, saying ``why`` the slot is kept, when none fits."""
+    slot = (absent.shapes[-1][0],) + layers[absent.dst].shape[1:]
+    before = nx.ancestors(network.graph, absent.dst)
+    sources = [absent.src] + [name for name in layers if name in before and name != absent.src]
+    for source in sources:
+        stages = _zeros_of(layers[source].shape, slot) if source in layers else None
+        if stages is None:
+            continue
+        name = f"absent[{absent.slot}]"
+        while f"{source}->{absent.dst}:{name}" in keys:
+            name += "[0]"
+        return Edge(key=f"{source}->{absent.dst}:{name}", src=source, dst=absent.dst, name=name, fixed=True,
+                    ops=tuple(op for op, _ in stages), calls=tuple(call for _, call in stages), init_prob=None,
+                    slot=absent.slot)
+    where = "is not in it" if absent.src not in layers else f"is {list(layers[absent.src].shape)}"
+    raise BsncError(
+        f"cannot export layer '{absent.dst}': its edge '{absent.key}' (channels {absent.slot}-"
+        f"{absent.slot + slot[0] - 1}) is not in the architecture, and the slot must stay as zeros because {why}; "
+        f"but no layer of the exported network before '{absent.dst}' has a shape that `zero` (and `pad_channels`) "
+        f"can turn into {list(slot)} (the edge's source '{absent.src}' {where})")
+
+
+def _zeros_of(shape: tuple[int, ...], target: tuple[int, ...]) -> list[tuple[OpCall, ResolvedCall]] | None:
+    """The primitives, resolved and as written, that turn an input of ``shape`` into zeros of
+    ``target`` (None: they cannot)."""
+    if len(shape) != len(target) or shape[0] > target[0]:
+        return None
+    if len(shape) != 3:
+        return [(OpCall("zero", (("stride", 1),)), ResolvedCall("zero", ()))] if shape == target else None
+    stride = next((s for s in range(1, max(shape[1:]) + 1)
+                   if -(-shape[1] // s) == target[1] and -(-shape[2] // s) == target[2]), None)
+    if stride is None:
+        return None
+    stages = [(OpCall("zero", (("stride", stride),)), ResolvedCall("zero", (("stride", stride),) if stride > 1 else ()))]
+    if shape[0] < target[0]:
+        stages.append((OpCall("pad_channels", (("c", target[0]), ("stride", 1))),
+                       ResolvedCall("pad_channels", ((None, target[0]), ("stride", 1)))))
+    return stages

@@ -65,9 +65,11 @@ def reference_forward(network: Network, module: nn.Module, x: torch.Tensor, acti
             mask = active[:, edges_by_key[key]].to(x.dtype).to(x.device)
             out = edge_modules[key](values[u])
             term = out * mask.view((-1,) + (1,) * (out.dim() - 1))
-            slots.append((network.edge(key).slot or 0, term))
-            total = term if total is None else total + term
             count = count + mask
+            if layer.aggregate == "concat":
+                slots.append((network.edge(key).slot or 0, term))
+            else:
+                total = term if total is None else total + term
         if layer.aggregate == "concat":  # side by side, by first channel; absent inputs are zeros
             total = torch.cat([term for _, term in sorted(slots, key=lambda item: item[0])], dim=1)
         elif layer.aggregate == "mean":

@@ -29,6 +29,11 @@ labelled with γ; dropped edges are dashed, thin and light grey, drawn beneath t
 layers that no kept edge touches are faded. A mask of kept edges (the active edges of an
 exported architecture) may decide instead of the threshold. Every edge and layer has a tooltip
 in the SVG (ops, parameters, MACs, γ).
+
+Sharing: the edges of one shared gate (`gate G`) or one choice group (`choose G`) have a colour
+of their own (instead of their kind's) and a label: ``G`` for a gate, ``G: OPTION`` for a
+choice group's member, followed by its probability when there is one; the legend names each. A
+`concat` layer says so under its shape.
 """
 
 from __future__ import annotations
@@ -60,6 +65,11 @@ KIND_LABELS = {
     UP: "up-sampling",
     SKIP: "skip / projection",
 }
+# Shared gates and choice groups, in the order of the network's decisions (cycling).
+SHARED_COLORS = (
+    "#9467bd", "#ff7f0e", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#637939", "#393b79"
+)
+MAX_SHARED_LEGEND = 12  # legend rows for shared decisions; more are summed up in one
 DROPPED_COLOR = "#c8c8c8"
 FADED_TEXT = "#b4b4b4"
 INPUT_FILL, INPUT_PEN = "#ffe08a", "#b07c00"
@@ -171,7 +181,7 @@ def _text_width(text: str, size: float) -> float:
 
 def _node_width(network: Network) -> float:
     widest = max(
-        max(_text_width(layer.name, NAME_SIZE), _text_width(_shape_text(layer.shape), SHAPE_SIZE))
+        max(_text_width(layer.name, NAME_SIZE), _text_width(_shape_line(layer), SHAPE_SIZE))
         for layer in network.layers
     )
     return max(40.0, math.ceil(widest + 12))
@@ -435,6 +445,7 @@ def diagram_source(
     }
     touched = {n for e in network.edges if kept[e.key] for n in (e.src, e.dst)}
     kinds = {e.key: edge_kind(network, e) for e in network.edges}
+    shares = _shares(network)
 
     boxes: dict[str, _Box] = {}
     routes: dict[str, _Route] = {}
@@ -458,7 +469,11 @@ def diagram_source(
     # Dropped edges first, so that the kept ones are drawn over them.
     for edge in sorted(network.edges, key=lambda e: kept[e.key]):
         attrs = _edge_attrs(
-            edge, kinds[edge.key], kept[edge.key], gammas if edge.key in labelled else None
+            edge,
+            kinds[edge.key],
+            kept[edge.key],
+            gammas if edge.key in labelled else None,
+            shares.get(edge.key),
         )
         route = routes.get(edge.key)
         if route is not None:
@@ -467,14 +482,17 @@ def diagram_source(
                 attrs["lp"] = _point(*route.label_at)
         graph.edge(edge.src, edge.dst, **attrs)
 
-    present = sorted(set(kinds.values()), key=list(COLORS).index)
+    present = sorted(
+        {kind for key, kind in kinds.items() if key not in shares}, key=list(COLORS).index
+    )
     if kept_mask is not None:
         rule = "kept" + (", labelled \u03b3" if labelled else "")
     elif gammas is not None:
         rule = f"kept (\u03b3 &gt; {threshold:g}), labelled \u03b3"
     else:
         rule = None
-    legend, legend_rows = _legend(present, rule)
+    shared = _shared_legend(network)
+    legend, legend_rows = _legend(present, rule, shared)
     legend_attrs = {
         "shape": "plaintext",
         "style": "",
@@ -490,7 +508,9 @@ def diagram_source(
         right = max(e[2] for e in extents)
         bottom = min(e[1] for e in extents)
         left, top = min(e[0] for e in extents), max(e[3] for e in extents)
-        width, height = 160.0, 16.0 * legend_rows + 22
+        # the rows of shared gates and groups may be wider than the usual legend's 160 points
+        widest = max((_text_width(html.unescape(text), LEGEND_SIZE) for _, text in shared), default=0)
+        width, height = max(160.0, 45 + widest), 16.0 * legend_rows + 22
         if right - left > 3 * (top - bottom):  # a wide picture: beside the grid, at its bottom
             row_bottom = min(b.y - b.h / 2 for b in boxes.values())
             legend_attrs["pos"] = _point(right + 30 + width / 2, row_bottom + height / 2) + "!"
@@ -551,12 +571,51 @@ def _shape_text(shape: Sequence[int]) -> str:
     return "\u00d7".join(str(d) for d in shape)
 
 
+def _shape_line(layer: Layer) -> str:
+    """The second line of a layer's box: its shape, and ``concat`` for a concatenating layer."""
+    text = _shape_text(layer.shape)
+    return f"{text} concat" if layer.aggregate == "concat" else text
+
+
+def _shares(network: Network) -> dict[str, tuple[str, str]]:
+    """Edge key -> (label, colour) for the edges of shared gates and choice groups."""
+    colors = _shared_colors(network)
+    shares = {}
+    for edge in network.edges:
+        if edge.stochastic and edge.decision in colors:
+            decision = network.decisions[edge.decision]
+            label = decision.name if decision.kind == "gate" else f"{decision.name}: {edge.name}"
+            shares[edge.key] = (label, colors[edge.decision])
+    return shares
+
+
+def _shared_colors(network: Network) -> dict[int, str]:
+    shared = [i for i, d in enumerate(network.decisions) if d.shared]
+    return {index: SHARED_COLORS[n % len(SHARED_COLORS)] for n, index in enumerate(shared)}
+
+
+def _shared_legend(network: Network) -> list[tuple[str, str]]:
+    """(colour, text) legend rows for the shared gates and choice groups."""
+    rows = []
+    for index, color in _shared_colors(network).items():
+        decision = network.decisions[index]
+        if decision.kind == "gate":
+            text = f"gate {decision.name}"
+        else:
+            text = f"choose {decision.name} ({', '.join(decision.option_names())})"
+        rows.append((color, html.escape(text)))
+    if len(rows) > MAX_SHARED_LEGEND:
+        more = len(rows) - MAX_SHARED_LEGEND + 1
+        rows = rows[: MAX_SHARED_LEGEND - 1] + [("#555555", f"{more} more gates and groups")]
+    return rows
+
+
 def _node_attrs(layer: Layer, faded: bool) -> dict[str, str]:
     name_color = FADED_TEXT if faded else "#000000"
     shape_color = FADED_TEXT if faded else "#444444"
     label = (
         f'<<FONT POINT-SIZE="{NAME_SIZE}" COLOR="{name_color}"><B>{html.escape(layer.name)}</B></FONT><BR/>'
-        f'<FONT POINT-SIZE="{SHAPE_SIZE}" COLOR="{shape_color}">{html.escape(_shape_text(layer.shape))}</FONT>>'
+        f'<FONT POINT-SIZE="{SHAPE_SIZE}" COLOR="{shape_color}">{html.escape(_shape_line(layer))}</FONT>>'
     )
     if layer.kind == "input":
         fill, pen, width = INPUT_FILL, INPUT_PEN, "2.2"
@@ -565,6 +624,8 @@ def _node_attrs(layer: Layer, faded: bool) -> dict[str, str]:
     else:
         fill, pen, width = LAYER_FILL, LAYER_PEN, "1"
     tooltip = f"{layer.kind} {layer.name} [{', '.join(str(d) for d in layer.shape)}]"
+    if layer.aggregate == "concat":
+        tooltip += ", aggregate concat"
     attrs = {"label": label, "fillcolor": fill, "color": pen, "penwidth": width, "tooltip": tooltip}
     if faded:
         attrs.update(
@@ -574,33 +635,49 @@ def _node_attrs(layer: Layer, faded: bool) -> dict[str, str]:
 
 
 def _edge_attrs(
-    edge: Edge, kind: str, kept: bool, gammas: Mapping[str, float] | None
+    edge: Edge,
+    kind: str,
+    kept: bool,
+    gammas: Mapping[str, float] | None,
+    share: tuple[str, str] | None = None,
 ) -> dict[str, str]:
     chain = " >> ".join(op.prim for op in edge.ops)
     tooltip = (
         f"{edge.key}: {chain} ({'fixed' if edge.fixed else 'stochastic'}, "
         f"{human(edge.param_count())} params, {human(edge.macs())} MACs)"
     )
-    attrs = {"color": COLORS[kind], "tooltip": tooltip}
+    color = COLORS[kind] if share is None else share[1]
+    attrs = {"color": color, "tooltip": tooltip}
+    if share is not None:
+        attrs["tooltip"] += f" {edge.group[0] if edge.group else 'gate'} {share[0]}"
     if gammas is not None:
         gamma = float(gammas[edge.key])
         attrs["tooltip"] += f" \u03b3={gamma:.3f}"
         if kept:
-            attrs.update(penwidth="1.5", label=_gamma_label(gamma, COLORS[kind]))
+            attrs.update(penwidth="1.5", label=_gamma_label(gamma, color, share[0] if share else None))
+    elif share is not None and kept:
+        attrs["label"] = _gamma_label(None, color, share[0])
     if not kept:
         attrs.update(color=DROPPED_COLOR, style="dashed", penwidth="0.7", arrowsize="0.4")
     return attrs
 
 
-def _gamma_label(gamma: float, color: str) -> str:
+def _gamma_label(gamma: float | None, color: str, annotation: str | None = None) -> str:
+    """An edge's label: its γ, after the name of its shared gate or choice when it has one."""
+    parts = [] if annotation is None else [html.escape(annotation)]
+    if gamma is not None:
+        parts.append(f"{gamma:.2f}")
     return (
         f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0" BGCOLOR="white"><TR><TD>'
-        f'<FONT POINT-SIZE="{GAMMA_SIZE}" COLOR="{color}">{gamma:.2f}</FONT></TD></TR></TABLE>>'
+        f'<FONT POINT-SIZE="{GAMMA_SIZE}" COLOR="{color}">{" ".join(parts)}</FONT></TD></TR></TABLE>>'
     )
 
 
-def _legend(kinds: Sequence[str], kept_rule: str | None) -> tuple[str, int]:
+def _legend(
+    kinds: Sequence[str], kept_rule: str | None, shared: Sequence[tuple[str, str]] = ()
+) -> tuple[str, int]:
     rows = [_legend_line(COLORS[kind], "2", False, KIND_LABELS[kind]) for kind in kinds]
+    rows += [_legend_line(color, "2", False, text) for color, text in shared]
     if kept_rule is not None:
         rows.append(_legend_line("#555555", "2", False, kept_rule))
         rows.append(_legend_line("#aaaaaa", "1", True, "dropped"))

@@ -13,14 +13,21 @@ from typing import Any
 import torch
 
 from bsnc import numeric, primitives
-from bsnc.codegen.architecture import active_edges, edge_gammas, full_network, kept_proposal, prune
+from bsnc.codegen.architecture import (
+    active_edges,
+    concat_channels,
+    edge_gammas,
+    full_network,
+    kept_proposal,
+    prune,
+)
 from bsnc.codegen.generate import generate
 from bsnc.codegen.loader import compile_network
 from bsnc.costs.memory import check_fits
 from bsnc.costs.registry import parse_cost
-from bsnc.errors import BsncError, UsageError, display_path
+from bsnc.errors import BsncError, SourceError, UsageError, display_path
 from bsnc.files import LEDGER, OutputError, remove_staging, replace_directory, staging_directory
-from bsnc.ir import Layer, Network, OpCall, ResolvedCall
+from bsnc.ir import Edge, Layer, Network, OpCall, ResolvedCall
 from bsnc.lang import ast
 from bsnc.lang.formatter import format_file
 from bsnc.lang.frontend import network_from_program, network_from_text
@@ -114,34 +121,122 @@ def _used_modules(program: Program, names: list[str]) -> list[ast.ModuleDef]:
     return ordered
 
 
-def pruned_source(network: Network, pruned: Network, program: Program, header: list[str]) -> str:
+def pruned_source(network: Network, pruned: Network, program: Program, header: list[str],
+                  inline: frozenset[str] = frozenset()) -> str:
     """Canonical `.bsn` text of the pruned network: every edge fixed, parameters resolved,
-    used module types copied in, so the file stands on its own."""
-    called = sorted({c.name for e in pruned.edges for c in e.calls if c.name not in REGISTRY})
+    used module types copied in, so the file stands on its own. A `concat` layer's edges are
+    written in slot order (the order that defines the slots). The edges of ``inline`` are written
+    as their primitives (a module type after a narrowed `concat` layer may read its input's
+    channels), through a module type of their own when they carry a `cost`."""
+    rank = pruned.layer_index
+    edges = sorted(pruned.edges, key=lambda e: (rank[e.dst], e.slot if e.slot is not None else 0))
+    called = sorted({c.name for e in edges if e.key not in inline for c in e.calls if c.name not in REGISTRY})
     items: list[ast.Stmt] = [ast.Comment(f"# {printable(line)}".rstrip()) for line in header]
     definitions = _used_modules(program, called)
+    taken = set(REGISTRY) | set(program.modules)
+    costed: dict[str, str] = {}  # an inlined edge with a cost: the module type written for it
+    for edge in edges:
+        if edge.key in inline and edge.extra_macs:
+            costed[edge.key] = _fresh_name("inlined", taken)
+            body_ops = ast.ModExpr(tuple(_op_call(op) for op in edge.ops))
+            definitions.append(ast.ModuleDef(costed[edge.key], (), body_ops, literal(edge.extra_macs)))
     if definitions:
         items.append(ast.Blank())
         items.extend(ast.ModuleDef(d.name, d.params, d.body, d.cost) for d in definitions)
     body: list[ast.Stmt] = [_layer_decl(layer) for layer in pruned.layers]
     body.append(ast.Blank())
-    for edge in pruned.edges:
+    for edge in edges:
         src = _layer_name(pruned.layer(edge.src))
         dst = _layer_name(pruned.layer(edge.dst))
-        module = ast.ModExpr(tuple(_resolved_call(c) for c in edge.calls))
-        body.append(ast.EdgeStmt(True, src, dst, _edge_name(edge.name), module, None))
+        if edge.key in costed:
+            calls: tuple[ast.ModCall, ...] = (ast.ModCall(costed[edge.key], ()),)
+        elif edge.key in inline:
+            calls = tuple(_op_call(op) for op in edge.ops)
+        else:
+            calls = tuple(_resolved_call(c) for c in edge.calls)
+        body.append(ast.EdgeStmt(True, src, dst, _edge_name(edge.name), ast.ModExpr(calls), None, None))
     items.append(ast.Blank())
     items.append(ast.NetworkDef(f"{network.name}_pruned", (), tuple(body)))
     return format_file(ast.File(path="", items=tuple(items)))
 
 
+def _fresh_name(base: str, taken: set[str]) -> str:
+    name, index = base, 0
+    while name in taken:
+        index += 1
+        name = f"{base}{index}"
+    taken.add(name)
+    return name
+
+
+def _differing(pruned: Network, reloaded: Network) -> frozenset[str]:
+    """Keys of the edges whose written form does not give back the pruned network's edge."""
+    return frozenset(e.key for e in pruned.edges
+                     if e.key not in reloaded.edge_index
+                     or (reloaded.edge(e.key).ops, reloaded.edge(e.key).extra_macs) != (e.ops, e.extra_macs))
+
+
+def _written(network: Network, pruned: Network, program: Program, header: list[str],
+             name: str) -> tuple[str, Network]:
+    """The pruned network's `.bsn` text and that text loaded back, checked to be the pruned
+    network. An edge out of a narrowed `concat` layer that calls a module type is written as its
+    primitives when the module type, seeing fewer input channels, would expand otherwise."""
+    narrowed = set(concat_channels(network, pruned))
+    readers = frozenset(e.key for e in pruned.edges
+                        if e.src in narrowed and any(c.name not in REGISTRY for c in e.calls))
+    inline: frozenset[str] = frozenset()
+    differing: frozenset[str] = frozenset()
+    for _ in range(3):
+        text = pruned_source(network, pruned, program, header, inline)
+        try:
+            reloaded = network_from_text(text, name=name)
+        except SourceError:
+            if readers <= inline:
+                raise
+            inline |= readers  # a module type that reads its input's channels no longer fits
+            continue
+        differing = _differing(pruned, reloaded)
+        if not differing:
+            return text, reloaded
+        if differing <= inline:
+            break
+        inline |= differing
+    raise BsncError(f"export could not write the architecture as .bsn: edge {sorted(differing or inline)[0]!r} does not "
+                    "read back as it is in the super network")
+
+
 # --- the export ------------------------------------------------------------------------------
 
 
-def _copy_weights(super_module: torch.nn.Module, pruned_module: torch.nn.Module) -> None:
+def _copy_weights(super_module: torch.nn.Module, pruned_module: torch.nn.Module, network: Network,
+                  pruned: Network) -> None:
+    """Each pruned edge's weights from the super network's edge of the same key; the head of an
+    edge out of a narrowed `concat` layer keeps the input weights of the channels that remain.
+    The `zero` edges of absent slots have none."""
     source = dict(zip(type(super_module).EDGE_KEYS, super_module.edges.values()))
+    narrowed = concat_channels(network, pruned)
     for key, target in zip(type(pruned_module).EDGE_KEYS, pruned_module.edges.values()):
-        target.load_state_dict(source[key].state_dict())
+        if key not in source:
+            continue
+        state = source[key].state_dict()
+        edge = network.edge(key)
+        if edge.src in narrowed:
+            state = _sliced_head(edge, state, narrowed[edge.src], network.layer(edge.src).shape[0])
+        target.load_state_dict(state)
+
+
+def _sliced_head(edge: Edge, state: dict[str, torch.Tensor], channels: list[int],
+                 width: int) -> dict[str, torch.Tensor]:
+    """``state`` of ``edge`` with its head's input weights only for ``channels`` of the ``width``
+    channels of its source: a conv's input channels, or a linear layer's features, each channel a
+    block of consecutive ones (its H·W values when a flatten comes before)."""
+    head = edge.head()
+    assert head is not None, "prune narrows a concat layer only when every edge out of it has a head"
+    block = math.prod(edge.shapes[head]) // width if edge.ops[head].prim == "linear" else 1
+    index = torch.tensor([c * block + j for c in channels for j in range(block)], dtype=torch.long)
+    state = dict(state)
+    state[f"{head}.weight"] = state[f"{head}.weight"].index_select(1, index).clone()
+    return state
 
 
 def export(network: Network, program: Program, state: dict[str, torch.Tensor], out_dir: Path,
@@ -170,6 +265,9 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
         f"kept {int(active.sum())} of {len(network.edges)} edges"
         + (f" (gamma > {threshold})" if "mask" not in meta else f" (mask {meta['mask']})"),
     ]
+    decided = _decided(network, proposal)
+    if decided:
+        header.append(f"decisions {decided}")
     if meta.get("cost"):
         header.append(f"cost {meta['cost']}, budget {meta.get('budget_text', meta.get('budget'))}")
     for cost_name in ("flops", "params"):
@@ -189,13 +287,12 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     result = ExportResult(out_dir=out_dir, active=active, pruned=pruned)
     try:
         bsn_name = f"{name}_pruned.bsn"
-        text = pruned_source(network, pruned, program, header)
-        (staging / bsn_name).write_text(text, encoding="utf-8")
         # named by its final file name, so that the .py never names the staging directory and two
         # exports of one run are byte-identical wherever they are written
-        reloaded = network_from_text(text, name=bsn_name)
+        text, reloaded = _written(network, pruned, program, header, bsn_name)
+        (staging / bsn_name).write_text(text, encoding="utf-8")
         pruned_module = compile_network(reloaded)()
-        _copy_weights(super_module, pruned_module)
+        _copy_weights(super_module, pruned_module, network, reloaded)
         buffer = io.BytesIO()
         torch.save(pruned_module.state_dict(), buffer)
         (staging / f"{name}_pruned.pt").write_bytes(buffer.getvalue())
@@ -217,6 +314,23 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
+
+
+def _decided(network: Network, proposal: torch.Tensor) -> str:
+    """The values the architecture gives the shared gates and the choice groups, e.g.
+    ``g on, pick op[1]`` (an option: the first whose members are proposed, else `zero`'s)."""
+    on = proposal.tolist()
+    shown = []
+    for index, decision in enumerate(network.decisions):
+        if not decision.shared:
+            continue
+        members = [e for e in network.decision_edges(index) if on[network.edge_index[e.key]]]
+        if decision.kind == "gate":
+            shown.append(f"{decision.name} {'on' if members else 'off'}")
+        else:
+            chosen = members[0].name if members else decision.zero or "none"
+            shown.append(f"{decision.name} {chosen}")
+    return ", ".join(shown)
 
 
 def _check_own_directory(out_dir: Path, name: str) -> None:

@@ -195,7 +195,9 @@ def entropy_figure(records: Sequence[Mapping[str, Any]], out: Path, stochastic_e
     line1 = ax.plot(epochs, _series(records, "entropy"), color="tab:purple", marker="o", ms=3,
                     label="mean H(Γ) (bits)")
     ax.set(title="Entropy of the edge probabilities and edges kept", xlabel="epoch", ylabel="mean entropy H(Γ) (bits)")
-    ax.set_ylim(0, 1.02)
+    # a choice group of k options has up to log2(k) bits, more than a gate's 1
+    highest = max([v for v in _series(records, "entropy") if math.isfinite(v)], default=0.0)
+    ax.set_ylim(0, max(1.02, 1.05 * highest))
     twin = ax.twinx()
     line2 = twin.plot(epochs, _series(records, "edges_kept"), color="tab:gray", marker="s", ms=3,
                       label="edges kept (what export keeps)")

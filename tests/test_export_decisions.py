@@ -1,0 +1,443 @@
+"""Export, prune and diagrams of networks with shared gates, choice groups and `concat` layers."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bsnc.cli import main
+from bsnc.codegen.architecture import concat_channels, full_network, kept_proposal, prune
+from bsnc.codegen.loader import compile_network
+from bsnc.costs.analytic import FlopsCost, ParamsCost
+from bsnc.errors import BsncError
+from bsnc.export.draw import COLORS, SHARED_COLORS, diagram_source
+from bsnc.export.exporter import export
+from bsnc.ir import Network
+from bsnc.lang.formatter import format_file
+from bsnc.lang.frontend import load_network, network_from_program, network_from_text
+from bsnc.lang.parser import parse
+from bsnc.lang.program import parse_text
+
+from .helpers import FABRICS, SMALL
+
+NET = """
+network t(C: int = 4) {
+    input x : [2, 4, 4]
+    layer a : [C, 4, 4] post relu
+    layer b : [C, 4, 4]
+    layer c : [3 * C, 4, 4] aggregate concat
+    output y : [5]
+    fixed x -> a : conv(C, k=1)
+    for i in 0..1 { x -> b as op[i] : conv(C, k=3) choose pick }
+    x -> b as none : zero choose pick
+    a -> c : conv(C, k=1) gate g
+    b -> c : identity gate g
+    x -> c : conv(C, k=1) prob 0.7
+    fixed c -> y : READER
+}
+"""
+# what reads `c`: its head is the linear layer (sliced on export), or nothing reads channel by channel
+GLOBAL = "relu >> global_avgpool >> linear(5)"
+FLATTEN = "flatten >> linear(5)"
+NO_HEAD = "bn >> relu >> global_avgpool >> linear(5)"
+
+# (pick, g, x->c) -> the kept edges into c, in slot order
+CHOICES = [
+    ("op[1]", True, True, ["a->c", "b->c", "x->c"]),
+    ("none", True, False, ["a->c"]),
+    ("op[0]", False, True, ["x->c"]),
+    ("none", True, True, ["a->c", "x->c"]),
+    ("op[0]", True, False, ["a->c", "b->c"]),
+]
+
+
+def _text(reader: str = GLOBAL) -> str:
+    return NET.replace("READER", reader)
+
+
+def _trained_like(text: str, seed: int = 0) -> tuple:
+    """The program, network and a super module with BN statistics, as training leaves them."""
+    torch.manual_seed(seed)
+    program = parse_text(text, "t.bsn")
+    network = network_from_program(program)
+    module = compile_network(network)()
+    module.train().set_mode("full")
+    for _ in range(3):
+        module(torch.randn(8, *network.layer(network.input).shape))
+    return program, network, module
+
+
+def _decide(module: torch.nn.Module, network: Network, **values: bool | str) -> None:
+    """Set gate_logits so that each decision (by name; an edge's own gate by its key) takes the
+    given value: a gate True/False, a choice group an option's name."""
+    logits = torch.zeros(network.n_logits)
+    for decision in network.decisions:
+        value = values[decision.name]
+        if decision.kind == "gate":
+            logits[decision.offset] = 4.0 if value else -4.0
+        else:
+            logits[decision.offset + decision.option_names().index(value)] = 4.0
+    with torch.no_grad():
+        module.gate_logits.copy_(logits)
+
+
+def _static(directory, name: str = "t") -> tuple[Network, torch.nn.Module]:
+    pruned = load_network(directory / f"{name}_pruned.bsn")
+    static = compile_network(pruned)()
+    static.load_state_dict(torch.load(directory / f"{name}_pruned.pt", weights_only=True))
+    return pruned, static.double().eval()
+
+
+def _same_outputs(network: Network, module: torch.nn.Module, static: torch.nn.Module) -> None:
+    """The exported network computes the super network's deterministic mode, in float64."""
+    module.double().eval().set_mode("deterministic")
+    x = torch.randn(6, *network.layer(network.input).shape, dtype=torch.float64)
+    assert torch.allclose(static(x), module(x), rtol=1e-12, atol=1e-12)
+
+
+def _edge_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if "->" in line and not line.lstrip().startswith("#")]
+
+
+# --- prune ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pick, g, xc, into_c", CHOICES)
+def test_prune_keeps_decisions_as_fixed_edges(pick, g, xc, into_c):
+    program, network, module = _trained_like(_text())
+    _decide(module, network, pick=pick, g=g, **{"x->c": xc})
+    pruned = prune(network, kept_proposal(network, module.gate_logits))
+    assert pruned.decisions == [] and pruned.plain and not pruned.stochastic_edges
+    assert all(e.group is None and e.decision == -1 and e.fixed for e in pruned.edges)
+    # a shared gate's edges go together (b->c only when b is reached), a group keeps its option
+    assert [e.key for e in sorted(pruned.in_edges("c"), key=lambda e: e.slot)] == into_c
+    members = {e.key for e in pruned.edges if e.dst == "b"}
+    assert members == (set() if pick == "none" or "b->c" not in into_c else {f"x->b:{pick}"})
+    widths = {"a->c": 4, "b->c": 4, "x->c": 4}
+    assert pruned.layer("c").shape == (sum(widths[k] for k in into_c), 4, 4)
+    first = {"a->c": 0, "b->c": 4, "x->c": 8}
+    expected = [ch for key in into_c for ch in range(first[key], first[key] + 4)]
+    assert concat_channels(network, pruned) == ({} if len(into_c) == 3 else {"c": expected})
+
+
+def test_full_network_has_every_option_and_no_decision():
+    network = network_from_text(_text())
+    full = full_network(network)
+    assert full.decisions == [] and not full.stochastic_edges
+    assert [e.key for e in full.edges] == [e.key for e in network.edges]
+    assert [e.slot for e in full.edges] == [e.slot for e in network.edges]
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reader", [GLOBAL, FLATTEN])
+@pytest.mark.parametrize("pick, g, xc, into_c", CHOICES)
+def test_export_is_static_and_computes_the_deterministic_mode(tmp_path, reader, pick, g, xc, into_c):
+    program, network, module = _trained_like(_text(reader))
+    _decide(module, network, pick=pick, g=g, **{"x->c": xc})
+    result = export(network, program, module.state_dict(), tmp_path, draw_diagram=False)
+    text = (tmp_path / "t_pruned.bsn").read_text()
+    assert format_file(parse(text, "t_pruned.bsn")) == text, "canonical form"
+    lines = _edge_lines(text)
+    assert all(line.startswith("fixed ") for line in lines)
+    assert not any(re.search(r"\b(gate|choose|prob)\b", line) for line in lines)
+    assert "layer c : [" + str(4 * len(into_c)) + ", 4, 4] aggregate concat" in text
+    # declared in slot order: the order of the lines is the order of the slots
+    assert [line.split(" : ")[0].split()[1] for line in lines if " -> c" in line] == [k[0] for k in into_c]
+    pruned, static = _static(tmp_path)
+    assert [e.key for e in sorted(pruned.in_edges("c"), key=lambda e: e.slot)] == into_c
+    assert not pruned.decisions and len(pruned.edges) == int(result.active.sum())
+    det = module.edge_mask("deterministic").unsqueeze(0)
+    for cost in (FlopsCost, ParamsCost):
+        assert cost(pruned).full() == cost(network)(det)[0].item(), "costs count what the architecture needs"
+    _same_outputs(network, module, static)
+
+
+def test_concat_slicing_keeps_the_weights_of_the_kept_channels(tmp_path):
+    program, network, module = _trained_like(_text(FLATTEN))
+    _decide(module, network, pick="op[0]", g=False, **{"x->c": True})  # only x->c: channels 8-11
+    export(network, program, module.state_dict(), tmp_path, draw_diagram=False)
+    _, static = _static(tmp_path)
+    before = module.edges["c__y"][1].weight.detach()  # flatten >> linear: 12 channels of 4x4 features
+    after = static.edges["c__y"][1].weight.detach()
+    assert before.shape == (5, 12 * 16) and after.shape == (5, 4 * 16)
+    assert torch.equal(after, before[:, 8 * 16:].double())
+    assert torch.equal(static.edges["c__y"][1].bias, module.edges["c__y"][1].bias.double())
+
+
+def test_a_conv_after_a_narrowed_concat_keeps_its_input_columns(tmp_path):
+    text = """
+network v() {
+    input x : [3, 4, 4]
+    layer c : [6, 4, 4] aggregate concat post relu
+    output y : [5, 2, 2]
+    x -> c as p : conv(2, k=1)
+    x -> c as q : conv(4, k=3)
+    fixed c -> y : maxpool(2, stride=2) >> conv(5, k=1)
+}
+"""
+    program, network, module = _trained_like(text)
+    _decide(module, network, **{"x->c:p": False, "x->c:q": True})
+    export(network, program, module.state_dict(), tmp_path, draw_diagram=False)
+    pruned, static = _static(tmp_path, "v")
+    assert pruned.layer("c").shape == (4, 4, 4) and "maxpool(2, stride=2) >> conv(5, k=1)" in (
+        tmp_path / "v_pruned.bsn").read_text()
+    assert torch.equal(static.edges["c__y"][1].weight, module.edges["c__y"][1].weight[:, 2:].double())
+    _same_outputs(network, module, static)
+    # costs: the head is charged for the channels that remain
+    assert ParamsCost(pruned).full() == network.param_count() - 2 * 3 - 2 - 2 * 5
+
+
+def test_a_linear_layer_after_a_vector_concat_keeps_its_columns(tmp_path):
+    text = """
+network l() {
+    input x : [6]
+    layer c : [5] aggregate concat
+    output y : [3]
+    x -> c as p : linear(2)
+    x -> c as q : linear(3)
+    fixed c -> y : dropout(0.5) >> linear(3)
+}
+"""
+    program, network, module = _trained_like(text)
+    _decide(module, network, **{"x->c:p": True, "x->c:q": False})
+    export(network, program, module.state_dict(), tmp_path, draw_diagram=False)
+    pruned, static = _static(tmp_path, "l")
+    assert pruned.layer("c").shape == (2,)
+    assert torch.equal(static.edges["c__y"][1].weight, module.edges["c__y"][1].weight[:, :2].double())
+    _same_outputs(network, module, static)
+
+
+@pytest.mark.parametrize("pick, g, xc, into_c", CHOICES)
+def test_a_reader_without_a_head_keeps_absent_slots_as_zeros(tmp_path, pick, g, xc, into_c):
+    program, network, module = _trained_like(_text(NO_HEAD))
+    _decide(module, network, pick=pick, g=g, **{"x->c": xc})
+    export(network, program, module.state_dict(), tmp_path, draw_diagram=False)
+    text = (tmp_path / "t_pruned.bsn").read_text()
+    pruned, static = _static(tmp_path)
+    assert pruned.layer("c").shape == (12, 4, 4), "the layer keeps its channels"
+    fillers = [e for e in pruned.in_edges("c") if e.name is not None and e.name.startswith("absent")]
+    assert len(fillers) == 3 - len(into_c)
+    assert all(op.prim in ("zero", "pad_channels") for e in fillers for op in e.ops)
+    assert {e.slot for e in fillers} == {0, 4, 8} - {{"a->c": 0, "b->c": 4, "x->c": 8}[k] for k in into_c}
+    # a and b are in the architecture only through their slots: zeros from the input, padded
+    for key, first in (("a->c", 0), ("b->c", 4), ("x->c", 8)):
+        assert (f"fixed x -> c as absent[{first}] : zero >> pad_channels(4, stride=1)" in text) == (key not in into_c)
+    assert not re.search(r"\b(gate|choose)\b", text)
+    _same_outputs(network, module, static)
+    assert FlopsCost(pruned).full() == FlopsCost(network)(module.edge_mask("deterministic").unsqueeze(0))[0].item()
+
+
+def test_a_concat_output_keeps_its_shape(tmp_path):
+    text = """
+network o() {
+    input x : [2, 8, 8]
+    layer h : [3, 4, 4]
+    layer k : [3, 4, 4]
+    output y : [9, 4, 4] aggregate concat
+    fixed x -> h : conv(3, k=3, stride=2)
+    x -> k : conv(3, k=3, stride=2)
+    h -> y as p : conv(3, k=1)
+    h -> y as q : identity
+    k -> y : identity
+}
+"""
+    program, network, module = _trained_like(text)
+    _decide(module, network, **{"h->y:p": False, "h->y:q": True, "x->k": False, "k->y": True})
+    export(network, program, module.state_dict(), tmp_path, draw_diagram=False)
+    pruned, static = _static(tmp_path, "o")
+    assert pruned.layer("y").shape == (9, 4, 4)
+    written = _edge_lines((tmp_path / "o_pruned.bsn").read_text())
+    assert written == [
+        "fixed x -> h : conv(3, k=3, stride=2)",
+        "fixed h -> y as absent[0] : zero",  # from the slot's own source
+        "fixed h -> y as q : identity",
+        # k is not in the architecture: zeros from the input, subsampled and padded to the slot's shape
+        "fixed x -> y as absent[6] : zero(stride=2) >> pad_channels(3, stride=1)",
+    ]
+    _same_outputs(network, module, static)
+
+
+def test_an_unfillable_slot_is_a_clear_error(tmp_path):
+    text = """
+network u() {
+    input x : [4, 4, 4]
+    output y : [6, 4, 4] aggregate concat
+    x -> y as thin : conv(2, k=1)
+    x -> y as wide : conv(4, k=1)
+}
+"""
+    program, network, module = _trained_like(text)
+    _decide(module, network, **{"x->y:thin": False, "x->y:wide": True})
+    with pytest.raises(BsncError) as error:
+        export(network, program, module.state_dict(), tmp_path / "out", draw_diagram=False)
+    message = str(error.value)
+    assert "layer 'y'" in message and "'x->y:thin' (channels 0-1)" in message and "it is the output" in message
+    assert "[2, 4, 4]" in message
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_module_type_that_reads_its_input_channels_is_written_as_primitives(tmp_path):
+    text = """
+module widen(c) = conv(in_channels * 2, k=1) >> relu >> conv(c, k=1)
+module costly(c) = conv(in_channels, k=1) >> global_avgpool >> linear(c) cost in_channels * 10
+
+network m() {
+    input x : [2, 4, 4]
+    layer c : [6, 4, 4] aggregate concat
+    layer d : [3, 4, 4]
+    output y : [5]
+    x -> c as p : conv(2, k=1)
+    x -> c as q : conv(4, k=1)
+    fixed c -> d : widen(3)
+    fixed c -> y : costly(5)
+    fixed d -> y : global_avgpool >> linear(5)
+}
+"""
+    program, network, module = _trained_like(text)
+    _decide(module, network, **{"x->c:p": False, "x->c:q": True})
+    export(network, program, module.state_dict(), tmp_path, draw_diagram=False)
+    written = (tmp_path / "m_pruned.bsn").read_text()
+    assert "fixed c -> d : conv(12, k=1) >> relu >> conv(3, k=1)" in written  # the super network's 6 * 2
+    assert "module inlined() = conv(6, k=1) >> global_avgpool >> linear(5) cost 60" in written
+    assert "fixed c -> y : inlined" in written and "fixed d -> y : global_avgpool >> linear(5)" in written
+    pruned, static = _static(tmp_path, "m")
+    assert pruned.layer("c").shape == (4, 4, 4)
+    _same_outputs(network, module, static)
+
+
+def test_a_module_type_that_no_longer_fits_is_written_as_primitives(tmp_path):
+    text = """
+module mixed(c) = conv(c, k=1) >> conv(c, k=3, groups=in_channels)
+
+network f() {
+    input x : [2, 4, 4]
+    layer c : [6, 4, 4] aggregate concat
+    output y : [6, 4, 4]
+    x -> c as p : conv(2, k=1)
+    x -> c as q : conv(4, k=1)
+    fixed c -> y : mixed(6)
+}
+"""
+    program, network, module = _trained_like(text)
+    _decide(module, network, **{"x->c:p": False, "x->c:q": True})
+    export(network, program, module.state_dict(), tmp_path, draw_diagram=False)  # groups=4 would not divide 6
+    written = (tmp_path / "f_pruned.bsn").read_text()
+    assert "fixed c -> y : conv(6, k=1) >> conv(6, groups=6)" in written and "module mixed" not in written
+    _, static = _static(tmp_path, "f")
+    _same_outputs(network, module, static)
+
+
+def test_header_names_the_decisions(tmp_path):
+    program, network, module = _trained_like(_text())
+    _decide(module, network, pick="op[1]", g=False, **{"x->c": True})
+    export(network, program, module.state_dict(), tmp_path, draw_diagram=False)
+    assert "# decisions pick op[1], g off\n" in (tmp_path / "t_pruned.bsn").read_text()
+
+
+# --- diagrams ---------------------------------------------------------------------------------
+
+
+def test_diagram_shows_shared_gates_choice_groups_and_concat():
+    from bsnc.codegen.architecture import edge_gammas, kept_edges
+
+    network = network_from_text(_text())
+    plain = diagram_source(network)
+    pick, g = SHARED_COLORS[0], SHARED_COLORS[1]
+
+    def edge_line(source: str, tail: str) -> str:
+        return next(line for line in source.splitlines() if line.strip().startswith(tail))
+
+    for tail, color in (("x -> b", pick), ("a -> c", g), ("b -> c", g)):
+        assert f'color="{color}"' in edge_line(plain, tail), "one colour per shared gate and choice group"
+    assert f'COLOR="{pick}">pick: op[0]</FONT>' in plain and f'COLOR="{pick}">pick: op[1]</FONT>' in plain
+    assert plain.count(f'COLOR="{g}">g</FONT>') == 2, "both edges of gate g carry its name"
+    assert f'color="{COLORS["same"]}"' in edge_line(plain, "x -> c"), "an edge's own gate: colour by kind"
+    assert "choose pick (op[0], op[1], none)" in plain and "gate g" in plain
+    assert "4×4×4 concat" not in plain and "12×4×4 concat" in plain
+    # with probabilities: the group's label carries each option's probability
+    logits = torch.tensor([0.0, 2.0, -1.0, 1.0, 1.0])
+    gammas = edge_gammas(network, logits)
+    probs = diagram_source(network, gammas=gammas, kept=kept_edges(network, logits).tolist())
+    assert f'pick: op[1] {gammas["x->b:op[1]"]:.2f}</FONT>' in probs
+    assert f'g {gammas["a->c"]:.2f}</FONT>' in probs
+    assert f'pick: op[0] {gammas["x->b:op[0]"]:.2f}</FONT>' not in probs, "a dropped option has no label"
+
+
+def test_plain_networks_draw_without_sharing():
+    network = load_network(FABRICS / "cnf.bsn", {"W": 2, "C": 4, "size": 8})
+    source = diagram_source(network)
+    assert not any(color in source for color in SHARED_COLORS) and "concat" not in source
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def test_train_then_export_draw_and_report(tmp_path):
+    bsn = tmp_path / "t.bsn"
+    bsn.write_text(_text())
+    run = tmp_path / "run"
+    runner = CliRunner()
+    trained = runner.invoke(main, ["train", str(bsn), "--data", "fake", "--budget", "100%", "--epochs", "2",
+                                   "--batch-size", "32", "--device", "cpu", "--run-dir", str(run), "-q"])
+    assert trained.exit_code == 0, trained.output
+    exported = runner.invoke(main, ["export", str(run), "--prune", "-o", str(tmp_path / "out")])
+    assert exported.exit_code == 0, exported.output
+    text = (tmp_path / "out" / "t_pruned.bsn").read_text()
+    assert format_file(parse(text, "x")) == text
+    assert not any(re.search(r"\b(gate|choose|prob)\b", line) for line in _edge_lines(text))
+    assert "# decisions pick " in text
+    # the exported network computes what the run's super network computes in deterministic mode
+    from bsnc.search.checkpoint import load_checkpoint
+
+    network = network_from_text(_text())
+    module = compile_network(network)()
+    module.load_state_dict(load_checkpoint(run / "best.pt")["model"])
+    _, static = _static(tmp_path / "out")
+    _same_outputs(network, module, static)
+
+    drawn = runner.invoke(main, ["draw", str(bsn), "--probs", str(run), "-o", str(tmp_path / "d")])
+    assert drawn.exit_code == 0, drawn.output
+    dot = (tmp_path / "d.dot").read_text()
+    assert "concat" in dot and "gate g" in dot and "choose pick" in dot
+    if shutil.which("dot"):
+        report = runner.invoke(main, ["report", str(run), "-o", str(tmp_path / "report")])
+        assert report.exit_code == 0, report.output
+        assert (tmp_path / "report" / "report.html").is_file()
+
+
+# unet's cheapest architecture (no skip) costs 83% of its MACs: 90% leaves one skip to decide
+@pytest.mark.parametrize("name, data, budget", [("darts", "fake", "60%"), ("unet", "synthetic-seg", "90%")])
+def test_shipped_fabric_trains_exports_static_and_round_trips(tmp_path, name, data, budget):
+    """darts.bsn and unet.bsn at tiny size: trained under a budget, exported as an ordinary
+    static .bsn that compiles and computes the run's deterministic mode."""
+    overrides = {key: str(value) for key, value in SMALL[f"{name}.bsn"].items()}
+    defines = [arg for key, value in overrides.items() for arg in ("-D", f"{key}={value}")]
+    run, out = tmp_path / "run", tmp_path / "out"
+    runner = CliRunner()
+    trained = runner.invoke(main, ["train", str(FABRICS / f"{name}.bsn"), *defines, "--data", data, "--budget", budget,
+                                   "--epochs", "2", "--batch-size", "32", "--device", "cpu", "--seed", "0",
+                                   "--run-dir", str(run), "-q"])
+    assert trained.exit_code == 0, trained.output
+    exported = runner.invoke(main, ["export", str(run), "--prune", "-o", str(out)])
+    assert exported.exit_code == 0, exported.output
+
+    text = (out / f"{name}_pruned.bsn").read_text()
+    assert format_file(parse(text, "x")) == text
+    assert not any(re.search(r"\b(gate|choose|prob)\b", line) for line in _edge_lines(text))
+    pruned, static = _static(out, name)
+    assert not pruned.decisions and not pruned.stochastic_edges
+    # concatenation only of what is kept: no slot is refilled with zeros in these fabrics
+    assert not [e.key for e in pruned.edges if ":absent[" in e.key]
+
+    from bsnc.search.checkpoint import load_checkpoint
+
+    network = load_network(FABRICS / f"{name}.bsn", overrides)
+    module = compile_network(network)()
+    module.load_state_dict(load_checkpoint(run / "best.pt")["model"])
+    _same_outputs(network, module, static)
