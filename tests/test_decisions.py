@@ -4,6 +4,7 @@ the DARTS and U-Net fabrics that use them."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -424,3 +425,32 @@ def test_readme_rows_are_the_measured_figures(name):
         str(len(net.layers)), f"{len(net.edges)} ({len(net.stochastic_edges)})",
         f"{FlopsCost(net).full() / 1e6:,.2f}", f"{ParamsCost(net).full() / 1e6:.2f}", str(steps[0]), str(steps[1]),
     ]
+
+
+# --- training ------------------------------------------------------------------------------------
+
+TWO_HEADS = """
+network t() {
+    input x : [3, 4, 4]
+    output y : [10]
+    x -> y as big : flatten >> linear(64) >> relu >> linear(10) choose G   # 3,712 MACs
+    x -> y as small : global_avgpool >> linear(10) choose G                # 30 MACs
+}
+"""
+
+
+def test_reinforce_moves_a_choice_group_to_the_option_within_budget(tmp_path):
+    from click.testing import CliRunner
+
+    from bsnc.cli import main
+
+    (tmp_path / "t.bsn").write_text(TWO_HEADS)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "t.bsn"), "--data", "fake", "--budget", "100",
+                                       "--epochs", "3", "--batch-size", "32", "--device", "cpu", "--seed", "0",
+                                       "--run-dir", str(run), "-q"])
+    assert result.exit_code == 0, result.output
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    gamma = [e["gamma"]["x->y:small"] for e in epochs if "gamma" in e]
+    assert gamma[-1] > 0.99 and gamma == sorted(gamma), gamma  # from one half, up at every epoch
+    assert epochs[-1]["deterministic_cost"] == 30
