@@ -10,6 +10,7 @@ the rows where they are active.
 
 from __future__ import annotations
 
+import os
 import weakref
 from dataclasses import dataclass
 from typing import Sequence
@@ -17,6 +18,13 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bsnc.codegen.gather import run_on_rows
+
+# oneDNN, behind CPU convolutions, compiles a primitive per shape and keeps 1,024 by default; an
+# edge's row count changes every step, and the misses cost more than the convolutions at small
+# widths. Read when oneDNN creates its first primitive: a user's own value is kept.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
 
 MODES = ("sample", "full", "deterministic", "mask")
 DEFAULT_LOGIT = 3.0  # sigmoid(3) ~ 0.95, the paper's initialisation
@@ -369,14 +377,19 @@ class Executor:
         self._positions[key] = found
         return found
 
+    def _apply(self, edge: int, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The edge's module on its active rows of ``x`` (its source's present rows)."""
+        take = self._position(edge, self._src[edge])
+        if self.counts[edge] == 1 and module.training:
+            return _single_row(module, x if take is None else x.index_select(0, take))
+        return module(x) if take is None else run_on_rows(module, x, take)
+
     def run(self, edge: int, module: nn.Module, x: torch.Tensor | None, acc: torch.Tensor | None) -> torch.Tensor | None:
         """``acc`` (the destination's present rows) plus the edge's output on its active rows."""
         n = self.counts[edge]
         if n == 0 or x is None:
             return acc
-        take = self._position(edge, self._src[edge])
-        inputs = x if take is None else x.index_select(0, take)
-        y = _single_row(module, inputs) if n == 1 and module.training else module(inputs)
+        y = self._apply(edge, module, x)
         if acc is not None and acc.dtype != y.dtype:  # under autocast, edges may differ in precision
             dtype = torch.promote_types(acc.dtype, y.dtype)
             acc, y = acc.to(dtype), y.to(dtype)
@@ -403,9 +416,7 @@ class Executor:
         n = self.counts[edge]
         if n == 0 or x is None:
             return acc
-        take = self._position(edge, self._src[edge])
-        inputs = x if take is None else x.index_select(0, take)
-        y = _single_row(module, inputs) if n == 1 and module.training else module(inputs)
+        y = self._apply(edge, module, x)
         if acc is None:
             acc = y.new_zeros((self._sizes[self._dst[edge]],) + tuple(shape))
         elif acc.dtype != y.dtype:  # under autocast, edges may differ in precision

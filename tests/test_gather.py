@@ -1,0 +1,178 @@
+"""Edges run on some rows of their source without keeping a gathered copy for backward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from bsnc.codegen.gather import GatheredConv, bucket, run_on_rows
+from bsnc.codegen.reference import reference_forward
+from tests.helpers import FABRICS, build, input_for
+
+CONVS = [
+    (nn.Conv1d(3, 4, 3, padding=1), (7, 3, 9)),
+    (nn.Conv2d(4, 6, 3, stride=2, padding=1), (7, 4, 8, 8)),
+    (nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=4, bias=False), (7, 4, 6, 6)),
+    (nn.Conv2d(4, 2, 1, bias=False), (7, 4, 5, 5)),
+    (nn.Conv3d(2, 3, (1, 3, 3), padding=(0, 1, 1)), (7, 2, 3, 4, 4)),
+]
+
+
+@pytest.mark.parametrize("conv, shape", CONVS, ids=lambda v: type(v).__name__ if isinstance(v, nn.Module) else "")
+def test_gathered_convolution_gradients_are_exact(conv, shape):
+    conv = conv.double()
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    rows = torch.tensor([5, 0, 3])
+    inputs = (x, rows, conv.weight, conv.bias, conv)
+    assert torch.autograd.gradcheck(lambda x, w, b: GatheredConv.apply(x, rows, w, b, conv), (x, conv.weight, conv.bias)
+                                    if conv.bias is not None else (x, conv.weight, None))
+    assert torch.equal(GatheredConv.apply(*inputs), conv(x[rows]))
+
+
+def _block(train: bool) -> nn.Module:
+    torch.manual_seed(0)
+    block = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 2, 1))
+    return block.double().train(train)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("picked", [[1, 2, 4, 8], [0, 1, 2, 4, 8], list(range(9))],
+                         ids=["plain-gather", "gathered-conv", "whole"])
+def test_run_on_rows_equals_the_module_on_the_gathered_rows(train, picked):
+    plain, ours = _block(train), _block(train)
+    x = torch.randn(9, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    rows = torch.tensor(picked)
+    expected, got = plain(x.index_select(0, rows)), run_on_rows(ours, x2, rows)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+    weights = torch.randn_like(expected)
+    (expected * weights).sum().backward()
+    (got * weights).sum().backward()
+    assert torch.allclose(x2.grad, x.grad, atol=1e-12)
+    assert not x2.grad[[r for r in range(9) if r not in picked]].any()
+    for a, b in zip(plain.parameters(), ours.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-12)
+    if train:  # the batch norm's statistics are those of the gathered rows alone
+        assert torch.allclose(plain[1].running_mean, ours[1].running_mean, atol=1e-12)
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of the distinct tensors autograd saves while ``fn`` runs."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
+def test_no_gathered_copy_is_kept_for_backward():
+    x = torch.randn(64, 4, 16, 16, requires_grad=True)
+    halves = [torch.arange(0, 64, 2), torch.arange(0, 32)]  # two edges, each on half the rows
+    copies = 2 * 32 * 4 * 16 * 16 * 4
+
+    def step(apply) -> None:
+        layer = torch.relu(x)  # a layer's value, which its ReLU post-op saves anyway
+        for rows in halves:
+            apply(_block(True).float(), layer, rows)
+
+    plain = _saved_bytes(lambda: step(lambda m, h, rows: m(h.index_select(0, rows))))
+    ours = _saved_bytes(lambda: step(run_on_rows))
+    assert plain - ours == copies, (plain, ours)  # both keep the indices
+
+
+def _uses_gathered_conv(y: torch.Tensor) -> bool:
+    seen, todo = set(), [y.grad_fn]
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if "GatheredConv" in type(fn).__name__:
+            return True
+        todo.extend(f for f, _ in fn.next_functions)
+    return False
+
+
+def test_fewer_than_half_the_rows_keep_their_copy():
+    x = torch.randn(64, 4, 8, 8, dtype=torch.float64, requires_grad=True)
+    assert _uses_gathered_conv(run_on_rows(_block(True), x, torch.arange(32)))
+    assert not _uses_gathered_conv(run_on_rows(_block(True), x, torch.arange(31)))
+
+
+def test_other_modules_and_no_grad_take_the_plain_gather():
+    torch.manual_seed(0)
+    relu_first = nn.Sequential(nn.ReLU(), nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2))
+    hooked = nn.Sequential(nn.Conv2d(2, 2, 1))
+    hooked.register_forward_hook(lambda *_: None)
+    x = torch.randn(5, 2, 3, 3, requires_grad=True)
+    rows = torch.tensor([0, 4, 2])
+    for module in (relu_first, hooked):
+        got = run_on_rows(module, x, rows)
+        assert torch.allclose(got, module(x.index_select(0, rows)), atol=1e-6) and not _uses_gathered_conv(got)
+    assert _saved_bytes(lambda: run_on_rows(hooked, x, rows)) == _saved_bytes(lambda: hooked(x.index_select(0, rows)))
+    with torch.no_grad():
+        assert torch.equal(run_on_rows(hooked, x, rows), hooked(x[rows]))
+
+
+def test_bucket_sizes_are_few_and_close():
+    sizes = [bucket(n) for n in range(1, 4097)]
+    assert all(n <= size < n * 1.25 + 8 for n, size in enumerate(sizes, 1))
+    for k in range(6, 12):  # at most four sizes per octave above 64
+        assert len({size for n, size in enumerate(sizes, 1) if 2 ** k < n <= 2 ** (k + 1)}) <= 4
+    assert sorted(set(sizes[:64])) == [8, 16, 24, 32, 40, 48, 56, 64]
+
+
+class _ConvRows(TorchFunctionMode):
+    """Records the batch size of every convolution called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[int] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.nn.functional.conv2d or func is torch.conv2d:
+            self.rows.append(args[0].shape[0])
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_row_wise_modules_run_on_bucketed_rows_and_the_rest_on_the_rows(grad):
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.ReLU(), nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                           nn.Conv2d(4, 2, 1)).double()
+    x = torch.randn(40, 3, 6, 6, dtype=torch.float64)
+    rows = torch.tensor([3, 1, 4, 15, 9, 26, 5, 35, 8, 38, 27])  # 11 rows: the leading part sees 16
+    with torch.set_grad_enabled(grad):
+        with _ConvRows() as ours:
+            got = run_on_rows(module, x, rows)
+        with _ConvRows() as plain:
+            expected = module(x.index_select(0, rows))
+    assert ours.rows == [16, 11] and plain.rows == [11, 11]
+    assert torch.allclose(got, expected, atol=1e-12)
+
+
+def test_generated_gradients_equal_the_reference_on_random_masks():
+    """Every parameter's gradient, through bucketed and gathered convolutions, as the dense
+    reference's."""
+    torch.manual_seed(3)
+    network, module = build(FABRICS / "cnf.bsn", W=3, C=3, size=8)
+    module = module.double().eval()  # running statistics: rows are independent, as in the reference
+    x = input_for(network, 10, torch.float64)
+    module.set_mode("mask", torch.rand(10, len(network.edges)) < 0.6)
+    out = module(x)
+    assert 0 < int(module.last.active.sum()) < module.last.active.numel()
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
+    ours = {name: p.grad.clone() for name, p in module.edges.named_parameters() if p.grad is not None}
+    module.zero_grad()
+    (reference_forward(network, module, x, module.last.active) * weights).sum().backward()
+    theirs = {name: p.grad for name, p in module.edges.named_parameters() if p.grad is not None}
+    assert ours and set(ours) <= set(theirs)
+    for name, grad in theirs.items():  # the reference runs unused edges too, on masked rows: zeros
+        assert torch.allclose(ours.get(name, torch.zeros_like(grad)), grad, atol=1e-10), name
