@@ -51,3 +51,23 @@ def build_text(text: str, **overrides: Any) -> tuple[Network, torch.nn.Module]:
 def input_for(network: Network, batch: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     shape = network.layer(network.input).shape
     return torch.randn((batch,) + tuple(shape), dtype=dtype)
+
+
+# a small network with a choice group (`pick`), a shared gate (`g`) and a concat layer (`c`);
+# READER: the module that reads `c` into the output
+DECISIONS_NET = """
+network t(C: int = 4) {
+    input x : [2, 4, 4]
+    layer a : [C, 4, 4] post relu
+    layer b : [C, 4, 4]
+    layer c : [3 * C, 4, 4] aggregate concat
+    output y : [5]
+    fixed x -> a : conv(C, k=1)
+    for i in 0..1 { x -> b as op[i] : conv(C, k=3) choose pick }
+    x -> b as none : zero choose pick
+    a -> c : conv(C, k=1) gate g
+    b -> c : identity gate g
+    x -> c : conv(C, k=1) prob 0.7
+    fixed c -> y : READER
+}
+"""

@@ -23,6 +23,7 @@ from bsnc.errors import UsageError
 from bsnc.ir import Network
 from bsnc.lang.frontend import network_from_text
 from bsnc.lang.summary import summary_dict, summary_lines
+from tests.helpers import DECISIONS_NET
 
 # edges (canonical order) and their costs, C = 4, maps 4x4 (16 positions):
 #   x->a        fixed conv 2->4 k1     MACs 4*16*2 = 128    params 8 + 4 = 12
@@ -32,22 +33,7 @@ from bsnc.lang.summary import summary_dict, summary_lines
 #   b->c        identity               0                    0            (gate g)    slot 4
 #   c->y        fixed global_avgpool >> linear(12 -> 5): MACs 60, params 60 + 5 = 65; head: the linear
 # an absent 4-channel slot of c saves the linear 60 * 4/12 = 20 MACs and 20 weights
-EXAMPLE = """
-network t(C: int = 4) {
-    input x : [2, 4, 4]
-    layer a : [C, 4, 4] post relu
-    layer b : [C, 4, 4]
-    layer c : [3 * C, 4, 4] aggregate concat
-    output y : [5]
-    fixed x -> a : conv(C, k=1)
-    for i in 0..1 { x -> b as op[i] : conv(C, k=3) choose pick }
-    x -> b as none : zero choose pick
-    a -> c : conv(C, k=1) gate g
-    b -> c : identity gate g
-    x -> c : conv(C, k=1) prob 0.7
-    fixed c -> y : global_avgpool >> linear(5)
-}
-"""
+EXAMPLE = DECISIONS_NET.replace("READER", "global_avgpool >> linear(5)")
 
 # p: conv 2->4 k1, 128 MACs, 12 params, slot 0 (4 of 6 channels); q: conv 2->2 k1 no bias, 64 MACs,
 # 4 params, slot 4 (2 of 6). The consumer's head, linear(6 -> 3): 18 MACs, 18 weights + 3 biases.

@@ -22,24 +22,8 @@ from bsnc.lang.frontend import load_network, network_from_program, network_from_
 from bsnc.lang.parser import parse
 from bsnc.lang.program import parse_text
 
-from .helpers import FABRICS, SMALL
+from .helpers import DECISIONS_NET, FABRICS, SMALL
 
-NET = """
-network t(C: int = 4) {
-    input x : [2, 4, 4]
-    layer a : [C, 4, 4] post relu
-    layer b : [C, 4, 4]
-    layer c : [3 * C, 4, 4] aggregate concat
-    output y : [5]
-    fixed x -> a : conv(C, k=1)
-    for i in 0..1 { x -> b as op[i] : conv(C, k=3) choose pick }
-    x -> b as none : zero choose pick
-    a -> c : conv(C, k=1) gate g
-    b -> c : identity gate g
-    x -> c : conv(C, k=1) prob 0.7
-    fixed c -> y : READER
-}
-"""
 # what reads `c`: its head is the linear layer (sliced on export), or nothing reads channel by channel
 GLOBAL = "relu >> global_avgpool >> linear(5)"
 FLATTEN = "flatten >> linear(5)"
@@ -56,7 +40,7 @@ CHOICES = [
 
 
 def _text(reader: str = GLOBAL) -> str:
-    return NET.replace("READER", reader)
+    return DECISIONS_NET.replace("READER", reader)
 
 
 def _trained_like(text: str, seed: int = 0) -> tuple:

@@ -227,18 +227,9 @@ def _check_paths(graph: nx.MultiDiGraph, layers: dict[str, Layer], source: str, 
             raise SourceError(f"layer '{name}' cannot reach the output '{sink}': {why}", layer.span)
 
 
-def _output_shape(edge: Edge, layers: dict[str, Layer]) -> Shape:
-    shape: Shape = layers[edge.src].shape
-    for op in edge.ops:
-        try:
-            shape = REGISTRY[op.prim].shape(shape, op.kwargs)
-        except ShapeError as exc:
-            notes = [Note("in this primitive of a module type", op.span)] if op.span != op.site else []
-            raise SourceError(f"edge '{edge.key}': {exc}", op.site, notes) from None
-    return shape
-
-
-def _infer_shapes(edge: Edge, layers: dict[str, Layer]) -> Edge:
+def _walk_shapes(edge: Edge, layers: dict[str, Layer]) -> list[Shape]:
+    """The edge's input shape, then its shape after each op; located errors when an op does not
+    fit or makes a tensor beyond the limit."""
     shape: Shape = layers[edge.src].shape
     shapes = [shape]
     for op in edge.ops:
@@ -252,6 +243,16 @@ def _infer_shapes(edge: Edge, layers: dict[str, Layer]) -> Edge:
                               f"{math.prod(shape):,} elements per example; the limit is {MAX_TENSOR_ELEMENTS:,}",
                               op.site)
         shapes.append(shape)
+    return shapes
+
+
+def _output_shape(edge: Edge, layers: dict[str, Layer]) -> Shape:
+    return _walk_shapes(edge, layers)[-1]
+
+
+def _infer_shapes(edge: Edge, layers: dict[str, Layer]) -> Edge:
+    shapes = _walk_shapes(edge, layers)
+    shape = shapes[-1]
     expected = layers[edge.dst].shape
     if edge.slot is not None:  # one slot of a concat layer: its own channels, the layer's other sizes
         expected = (shape[0],) + expected[1:] if shape else expected
