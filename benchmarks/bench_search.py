@@ -15,7 +15,8 @@ Scenarios: ``gamma95`` (γ = 0.95 on every edge, each example its own architectu
 Each measurement runs in its own process, since contenders in one process share oneDNN's
 primitive cache; rounds interleave the contenders in time and ratios are paired per round,
 then the median is reported. A child also reports the peak resident memory growth of one step
-(Linux VmHWM) and, in a separate profiling run, oneDNN's primitive-cache misses per step.
+(Linux VmHWM) and, in a separate profiling run after ``--miss-warmup`` steps, oneDNN's
+primitive-cache misses per step.
 """
 
 from __future__ import annotations
@@ -217,7 +218,8 @@ def _one_architecture(network, gamma: float, target: float) -> tuple[list[bool],
 def _run_child(contender: str, scenario: str, channels: int, spec: Path, args, profile: bool = False):
     command = [sys.executable, __file__, "--child", contender, "--scenario", scenario, "--channels", str(channels),
                "--spec", str(spec), "--threads", str(args.threads), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--device", args.device] + (["--count-misses"] if profile else [])
+               "--warmup", str(args.miss_warmup if profile else args.warmup), "--device", args.device]
+    command += ["--count-misses"] if profile else []
     env = dict(os.environ)
     if profile:
         env["ONEDNN_VERBOSE"] = "profile_create"
@@ -236,7 +238,8 @@ def _contenders(scenario: str) -> list[str]:
 
 def parent(args: argparse.Namespace) -> dict:
     results: dict = {"device": args.device, "threads": args.threads, "batch": BATCH, "rounds": args.repeats, "steps": args.steps,
-                     "onednn_primitive_cache_capacity": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "default"),
+                     "onednn_primitive_cache_capacity": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "bsnc's"),
+                     "miss_warmup": args.miss_warmup,
                      "cases": {}}
     with tempfile.TemporaryDirectory() as tmp:
         specs = {}
@@ -312,6 +315,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda[:N] (peak memory from CUDA's allocator)")
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--miss-warmup", type=int, default=20,
+                        help="steps before counting primitive-cache misses: the cache fills over the first steps, "
+                             "and a training run is in that steady state for nearly all of its steps")
     parser.add_argument("--no-profile", dest="profile", action="store_false",
                         help="skip counting oneDNN primitive-cache misses")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "results" / "search.json")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
-from bsnc.codegen.gather import GatheredConv, bucket, run_on_rows
+from bsnc.codegen.gather import GatheredConv, run_on_rows
 from bsnc.codegen.reference import reference_forward
 from tests.helpers import FABRICS, build, input_for
 
@@ -108,11 +107,12 @@ def test_fewer_than_half_the_rows_keep_their_copy():
 def test_other_modules_and_no_grad_take_the_plain_gather():
     torch.manual_seed(0)
     relu_first = nn.Sequential(nn.ReLU(), nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2))
+    subclass = nn.Sequential(type("MyConv", (nn.Conv2d,), {})(2, 2, 1))  # may compute otherwise
     hooked = nn.Sequential(nn.Conv2d(2, 2, 1))
     hooked.register_forward_hook(lambda *_: None)
     x = torch.randn(5, 2, 3, 3, requires_grad=True)
     rows = torch.tensor([0, 4, 2])
-    for module in (relu_first, hooked):
+    for module in (relu_first, hooked, subclass):
         got = run_on_rows(module, x, rows)
         assert torch.allclose(got, module(x.index_select(0, rows)), atol=1e-6) and not _uses_gathered_conv(got)
     assert _saved_bytes(lambda: run_on_rows(hooked, x, rows)) == _saved_bytes(lambda: hooked(x.index_select(0, rows)))
@@ -120,46 +120,8 @@ def test_other_modules_and_no_grad_take_the_plain_gather():
         assert torch.equal(run_on_rows(hooked, x, rows), hooked(x[rows]))
 
 
-def test_bucket_sizes_are_few_and_close():
-    sizes = [bucket(n) for n in range(1, 4097)]
-    assert all(n <= size < n * 1.25 + 8 for n, size in enumerate(sizes, 1))
-    for k in range(6, 12):  # at most four sizes per octave above 64
-        assert len({size for n, size in enumerate(sizes, 1) if 2 ** k < n <= 2 ** (k + 1)}) <= 4
-    assert sorted(set(sizes[:64])) == [8, 16, 24, 32, 40, 48, 56, 64]
-
-
-class _ConvRows(TorchFunctionMode):
-    """Records the batch size of every convolution called."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[int] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is torch.nn.functional.conv2d or func is torch.conv2d:
-            self.rows.append(args[0].shape[0])
-        return func(*args, **(kwargs or {}))
-
-
-@pytest.mark.parametrize("grad", [True, False])
-def test_row_wise_modules_run_on_bucketed_rows_and_the_rest_on_the_rows(grad):
-    torch.manual_seed(0)
-    module = nn.Sequential(nn.ReLU(), nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                           nn.Conv2d(4, 2, 1)).double()
-    x = torch.randn(40, 3, 6, 6, dtype=torch.float64)
-    rows = torch.tensor([3, 1, 4, 15, 9, 26, 5, 35, 8, 38, 27])  # 11 rows: the leading part sees 16
-    with torch.set_grad_enabled(grad):
-        with _ConvRows() as ours:
-            got = run_on_rows(module, x, rows)
-        with _ConvRows() as plain:
-            expected = module(x.index_select(0, rows))
-    assert ours.rows == [16, 11] and plain.rows == [11, 11]
-    assert torch.allclose(got, expected, atol=1e-12)
-
-
 def test_generated_gradients_equal_the_reference_on_random_masks():
-    """Every parameter's gradient, through bucketed and gathered convolutions, as the dense
-    reference's."""
+    """Every parameter's gradient, through gathered convolutions, as the dense reference's."""
     torch.manual_seed(3)
     network, module = build(FABRICS / "cnf.bsn", W=3, C=3, size=8)
     module = module.double().eval()  # running statistics: rows are independent, as in the reference
