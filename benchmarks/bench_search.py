@@ -15,8 +15,8 @@ Scenarios: ``gamma95`` (γ = 0.95 on every edge, each example its own architectu
 Each measurement runs in its own process, since contenders in one process share oneDNN's
 primitive cache; rounds interleave the contenders in time and ratios are paired per round,
 then the median is reported. A child also reports the peak resident memory growth of one step
-(Linux VmHWM) and, in a separate profiling run after ``--miss-warmup`` steps, oneDNN's
-primitive-cache misses per step.
+(Linux VmHWM) and, in a separate profiling run, oneDNN's primitive-cache misses per step;
+both timing and misses come after ``--warmup`` steps, the steady state of a training run.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def _one_architecture(network, gamma: float, target: float) -> tuple[list[bool],
 def _run_child(contender: str, scenario: str, channels: int, spec: Path, args, profile: bool = False):
     command = [sys.executable, __file__, "--child", contender, "--scenario", scenario, "--channels", str(channels),
                "--spec", str(spec), "--threads", str(args.threads), "--steps", str(args.steps),
-               "--warmup", str(args.miss_warmup if profile else args.warmup), "--device", args.device]
+               "--warmup", str(args.warmup), "--device", args.device]
     command += ["--count-misses"] if profile else []
     env = dict(os.environ)
     if profile:
@@ -239,7 +239,7 @@ def _contenders(scenario: str) -> list[str]:
 def parent(args: argparse.Namespace) -> dict:
     results: dict = {"device": args.device, "threads": args.threads, "batch": BATCH, "rounds": args.repeats, "steps": args.steps,
                      "onednn_primitive_cache_capacity": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "bsnc's"),
-                     "miss_warmup": args.miss_warmup,
+                     "warmup": args.warmup,
                      "cases": {}}
     with tempfile.TemporaryDirectory() as tmp:
         specs = {}
@@ -286,7 +286,7 @@ MEMORY_TARGETS = {("gamma95", "paper"): 1.0, ("converged25", "static"): 1.05}
 
 def print_table(results: dict) -> None:
     print(f"\nsearch step on {results['device']}, CNF W=8, batch {BATCH}, {results['threads']} threads, "
-          f"{results['rounds']} rounds "
+          f"{results['rounds']} rounds of {results['steps']} steps after {results['warmup']} warm-up steps "
           f"(oneDNN primitive cache: {results['onednn_primitive_cache_capacity']})")
     print(f"{'case':<24} {'bsnc ms':>8} {'paper ms':>9} {'static ms':>10} {'ratio':>14} {'target':>7} "
           f"{'peak MB bsnc/other':>22} {'target':>7} {'misses/step':>16}")
@@ -311,13 +311,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="rounds of interleaved processes")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per process (their median is taken)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (at least 1: the memory step)")
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="untimed steps first (at least 1: the memory step); oneDNN's primitive cache fills over "
+                             "the first steps, and a training run spends nearly all of its steps in that steady state")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda[:N] (peak memory from CUDA's allocator)")
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 64])
-    parser.add_argument("--miss-warmup", type=int, default=20,
-                        help="steps before counting primitive-cache misses: the cache fills over the first steps, "
-                             "and a training run is in that steady state for nearly all of its steps")
     parser.add_argument("--no-profile", dest="profile", action="store_false",
                         help="skip counting oneDNN primitive-cache misses")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "results" / "search.json")
