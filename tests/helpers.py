@@ -53,6 +53,25 @@ def input_for(network: Network, batch: int, dtype: torch.dtype = torch.float32) 
     return torch.randn((batch,) + tuple(shape), dtype=dtype)
 
 
+
+def matches_reference(network: Network, module: torch.nn.Module, batch: int = 10, p: float = 0.6) -> torch.Tensor:
+    """Run ``module`` in float64 on random proposals (each edge proposed with probability ``p``)
+    and assert that its architectures and outputs are the reference interpreter's; the rows that
+    reach the output."""
+    from bsnc.codegen.reference import architecture_from_mask, reference_forward
+
+    module = module.double().eval()
+    x = input_for(network, batch, torch.float64)
+    proposal = torch.rand(batch, len(network.edges)) < p
+    module.set_mode("mask", proposal)
+    out = module(x)
+    drawn, active, reached = architecture_from_mask(network, proposal)
+    assert torch.equal(module.last.drawn, drawn) and torch.equal(module.last.active, active)
+    assert torch.equal(module.last.inconsistent, ~reached)
+    assert torch.allclose(out, reference_forward(network, module, x, active), atol=1e-12)
+    assert torch.all(out[~reached] == 0), "an inconsistent example predicts zeros"
+    return reached
+
 # a small network with a choice group (`pick`), a shared gate (`g`) and a concat layer (`c`);
 # READER: the module that reads `c` into the output
 DECISIONS_NET = """

@@ -24,7 +24,15 @@ from bsnc.ir import Network
 from bsnc.lang.formatter import format_file
 from bsnc.lang.frontend import load_network, network_from_text
 from bsnc.lang.parser import parse
-from tests.helpers import FABRICS, ROOT, build, build_text, input_for, small_overrides
+from tests.helpers import (
+    FABRICS,
+    ROOT,
+    build,
+    build_text,
+    input_for,
+    matches_reference,
+    small_overrides,
+)
 
 # Two cells that share the groups `first` (with a zero option) and `second` (without) and the
 # gate `g` (edges from different sources); concat layers, one of them the output; a plain edge.
@@ -142,17 +150,7 @@ def _random_values(network: Network, batch: int, generator: torch.Generator) -> 
 @pytest.mark.parametrize("seed", range(2))
 def test_generated_equals_reference_on_random_masks(which, seed):
     torch.manual_seed(seed)
-    network, module = _network(which)
-    module = module.double().eval()
-    x = input_for(network, 10, torch.float64)
-    proposal = torch.rand(10, len(network.edges)) < 0.6
-    module.set_mode("mask", proposal)
-    out = module(x)
-    drawn, active, reached = architecture_from_mask(network, proposal)
-    assert torch.equal(module.last.drawn, drawn) and torch.equal(module.last.active, active)
-    assert torch.equal(module.last.inconsistent, ~reached)
-    assert torch.allclose(out, reference_forward(network, module, x, active), atol=1e-12)
-    assert torch.all(out[~reached] == 0)
+    matches_reference(*_network(which))
 
 
 @pytest.mark.parametrize("which", ["cells", "darts", "unet"])

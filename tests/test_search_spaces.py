@@ -20,7 +20,7 @@ from bsnc.lang.parser import parse
 from bsnc.lang.program import load_program
 from bsnc.search.checkpoint import load_checkpoint
 from bsnc.search.train import TrainConfig, train
-from tests.helpers import FABRICS, ROOT, SMALL, build, input_for
+from tests.helpers import FABRICS, ROOT, SMALL, build, input_for, matches_reference
 
 SPACE = textwrap.dedent("""\
     module mbconv(c, k=3, e=6, stride=1) = conv(in_channels * e, k=1) >> bn >> relu6 >> conv(in_channels * e, k=k, stride=stride, groups=in_channels * e) >> bn >> conv(c, k=1)
@@ -208,15 +208,5 @@ def test_in_size_and_len():
 
 @pytest.mark.parametrize("seed", range(2))
 def test_new_primitives_run_like_the_reference_interpreter(seed):
-    from bsnc.codegen.reference import architecture_from_mask, reference_forward
-
     torch.manual_seed(seed)
-    network, module = build(ROOT / "tests" / "data" / "golden" / "search_space.bsn")
-    module = module.double().eval()
-    x = input_for(network, 10, torch.float64)
-    proposal = torch.rand(10, len(network.edges)) < 0.6
-    module.set_mode("mask", proposal)
-    out = module(x)
-    _, active, _ = architecture_from_mask(network, proposal)
-    assert torch.equal(module.last.active, active)
-    assert torch.allclose(out, reference_forward(network, module, x, active), atol=1e-12)
+    matches_reference(*build(ROOT / "tests" / "data" / "golden" / "search_space.bsn"))
