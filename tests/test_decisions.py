@@ -12,7 +12,6 @@ import sys
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from bsnc.codegen.generate import generate
 from bsnc.codegen.reference import architecture_from_mask, reference_forward
@@ -400,17 +399,6 @@ def test_unet_skips_are_the_stochastic_half_of_each_concat():
     for s in range(2):
         assert network.layer(f"m[{s}]").shape == (2 * (2 << s), 8 >> s, 8 >> s)
         assert (network.edge(f"d[{s + 1}]->m[{s}]:up").slot, network.edge(f"e[{s}]->m[{s}]:skip").slot) == (0, 2 << s)
-
-
-@pytest.mark.parametrize("name", ["darts", "unet"])
-def test_fabric_edges_count_like_torch(name):
-    network, module = _fabric(name)
-    module.eval()
-    assert network.param_count() == sum(p.numel() for p in module.edges.parameters())
-    for edge, edge_module in zip(network.edges, module.edges.values()):
-        with FlopCounterMode(display=False) as counter:
-            edge_module(torch.randn((1,) + tuple(edge.shapes[0])))
-        assert counter.get_total_flops() == 2 * edge.macs(), edge.key
 
 
 @pytest.mark.parametrize("name", ["darts", "unet"])

@@ -84,7 +84,7 @@ def test_cost_of_a_module_type_counts_in_flops_and_distributed_steps():
     assert DistributedCost(net, 1)(only_pool).item() == 4, "an edge with a cost takes a step"
 
 
-@pytest.mark.parametrize("name", ["proxyless.bsn", "densenet.bsn"])
+@pytest.mark.parametrize("name", ["proxyless.bsn", "densenet.bsn", "darts.bsn", "unet.bsn"])
 def test_new_fabrics_count_like_torch(name):
     network, module = build(FABRICS / name, **SMALL[name])
     module.eval()

@@ -137,7 +137,7 @@ def pruned_source(network: Network, pruned: Network, program: Program, header: l
     costed: dict[str, str] = {}  # an inlined edge with a cost: the module type written for it
     for edge in edges:
         if edge.key in inline and edge.extra_macs:
-            costed[edge.key] = _fresh_name("inlined", taken)
+            costed[edge.key] = fresh_name("inlined", taken)
             body_ops = ast.ModExpr(tuple(_op_call(op) for op in edge.ops))
             definitions.append(ast.ModuleDef(costed[edge.key], (), body_ops, literal(edge.extra_macs)))
     if definitions:
@@ -160,11 +160,13 @@ def pruned_source(network: Network, pruned: Network, program: Program, header: l
     return format_file(ast.File(path="", items=tuple(items)))
 
 
-def _fresh_name(base: str, taken: set[str]) -> str:
-    name, index = base, 0
+def fresh_name(base: str, taken: set[str], separator: str = "", first: int = 1) -> str:
+    """``base``, or ``base`` with the first free number (from ``first``) after ``separator``;
+    added to ``taken``."""
+    name, index = base, first
     while name in taken:
+        name = f"{base}{separator}{index}"
         index += 1
-        name = f"{base}{index}"
     taken.add(name)
     return name
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bsnc.errors import BsncError, UsageError, display_path
+from bsnc.export.exporter import fresh_name
 from bsnc.files import atomic_write_bytes, atomic_write_text, read_regular
 from bsnc.lang.summary import human
 
@@ -493,7 +494,7 @@ def report(paths: Sequence[Path], out: Path) -> tuple[Path, list[Figure]]:
     used: set[str] = set()
     for path in paths:
         kind = kind_of(path)
-        stem = _unique(path.resolve().name or "run", used)
+        stem = fresh_name(path.resolve().name or "run", used, separator="-", first=2)
         if kind == "sweep":
             sections += sweep_sections(path, out / stem)
         else:
@@ -501,12 +502,3 @@ def report(paths: Sequence[Path], out: Path) -> tuple[Path, list[Figure]]:
     page = out / "report.html"
     atomic_write_text(page, render_html(sections, out))
     return page, [f for s in sections for f in s.figures]
-
-
-def _unique(name: str, used: set[str]) -> str:
-    candidate, n = name, 1
-    while candidate in used:
-        n += 1
-        candidate = f"{name}-{n}"
-    used.add(candidate)
-    return candidate
