@@ -457,6 +457,11 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--budget-use", type=click.FloatRange(min=0), default=0.1, show_default=True,
               help="Reward, per unit of cost/budget, of an architecture within budget: among equally "
                    "accurate ones the search prefers the one that uses the budget (never one over it).")
+@click.option("--budget-anneal", type=click.IntRange(min=0), default=None, metavar="EPOCHS",
+              help="Search epochs over which the reward's budget falls geometrically from the full cost to "
+                   "--budget, so that no single edge cuts the network before the others share the saving; 0 "
+                   "or 1: the budget from the start [default: auto, falling at most 1.2x an epoch over at "
+                   "most 70% of the search epochs; see docs/search.md].")
 @click.option("--idle-penalty", type=click.FloatRange(min=0), default=0.01, show_default=True,
               help="Reward cost of each idle edge (switched on but not reaching the output): a tie-break "
                    "that lets Γ decide edges nothing else tells apart.")
@@ -478,7 +483,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (and no per-epoch lines).")
 def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data: str, data_dir: Path | None,
           cost: str, budget: str | None, lam: float, penalty: str, inconsistent_penalty: float, path_lr: float,
-          entropy_weight: float, budget_use: float, idle_penalty: float, epochs: int, warmup_epochs: int | None,
+          entropy_weight: float, budget_use: float, budget_anneal: float, idle_penalty: float, epochs: int, warmup_epochs: int | None,
           batch_size: int, optimizer: str, lr: float, momentum: float, weight_decay: float, schedule: str,
           milestones: tuple[float, ...], device: str, amp: bool, seed: int, run_dir: Path | None, resume: bool,
           workers: int, full_network: bool, loggers: tuple[str, ...], as_json: bool) -> None:
@@ -510,7 +515,8 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
     result = api.train(
         file, data, defines=defines, primitives=list(primitives), data_dir=data_dir, cost=cost, budget=budget,
         lam=lam, penalty=penalty, inconsistent_penalty=inconsistent_penalty, path_lr=path_lr,
-        entropy_weight=entropy_weight, budget_use=budget_use, idle_penalty=idle_penalty, epochs=epochs,
+        entropy_weight=entropy_weight, budget_use=budget_use, budget_anneal=budget_anneal,
+        idle_penalty=idle_penalty, epochs=epochs,
         warmup_epochs=warmup_epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, milestones=milestones, device=device, amp=amp, seed=seed,
         run_dir=run_dir, resume=resume, workers=workers, full_network=full_network, loggers=parse_loggers(loggers),

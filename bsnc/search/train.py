@@ -36,6 +36,7 @@ from bsnc.ir import Network
 from bsnc.lang.frontend import network_from_program
 from bsnc.lang.program import Program, load_program
 from bsnc.search import reward as rewards
+from bsnc.search.budget_anneal import anneal_span, anneal_warning, search_budget
 from bsnc.search.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from bsnc.search.gates import ENTROPY_WEIGHT, PATH_LR, gate_optimizer
 from bsnc.search.loggers import open_loggers
@@ -60,6 +61,7 @@ class TrainConfig:
     inconsistent_penalty: float = 0.0  # added to the derived floor of an inconsistent sample (search/reward.py)
     entropy_weight: float = ENTROPY_WEIGHT  # of H(Γ) in the loss, ramped up over the search (search/gates.py)
     budget_use: float = BUDGET_USE  # reward for using the budget, in the reward only (search/reward.py)
+    budget_anneal: int | None = None  # search epochs to lower the reward's budget; None: auto (search/budget_anneal.py)
     idle_penalty: float = IDLE_PENALTY  # per idle edge, in the reward only (search/reward.py)
     epochs: int = 10
     warmup_epochs: int | None = None  # None: a sixth of the epochs (the paper's 50 of 300), see warmup_for
@@ -112,6 +114,7 @@ class EpochMetrics:
     time: float
     gamma: dict[str, float] = field(default_factory=dict)  # each stochastic edge's γ, by edge key
     budget: float | None = None
+    search_budget: float | None = None  # the reward's budget this epoch (search/budget_anneal.py)
     cheapest_cost: float | None = None  # the cheapest architecture that reaches the output
     cheapest_exact: bool | None = None  # False: an upper bound (costs/cheapest.py)
     val_miou: float | None = None  # segmentation: mean intersection over union of the classes
@@ -214,6 +217,9 @@ def validate_config(config: TrainConfig) -> None:
     numeric.real("--lr", config.lr, 0, min_open=True)
     numeric.real("--path-lr", config.path_lr, 0)
     numeric.real("--inconsistent-penalty", config.inconsistent_penalty, 0)
+    if config.budget_anneal is not None and (isinstance(config.budget_anneal, bool)
+                                             or not isinstance(config.budget_anneal, int) or config.budget_anneal < 0):
+        raise UsageError(f"--budget-anneal {config.budget_anneal!r}: expected a number of epochs >= 0")
     numeric.whole("--batch-size", config.batch_size, 1, numeric.MAX_BATCH_SIZE)
     numeric.whole("--seed", config.seed, 0, numeric.MAX_SEED)
     numeric.whole("--epochs", config.epochs, 1, numeric.MAX_EPOCHS)
@@ -506,10 +512,11 @@ class Trainer:
                 arch = self.core.last
                 sampled_cost = self.cost(arch.active_cpu())
                 if phase == "search":
-                    ratio = (sampled_cost / self.budget).to(self.device, torch.float32)
+                    budget = self.search_budget(epoch)
+                    ratio = (sampled_cost / budget).to(self.device, torch.float32)
                     reward = rewards.reward(delta, ratio, arch.inconsistent, lam=self.config.lam,
                                             kind=self.config.penalty, empty=self.empty_loss,
-                                            full_ratio=self.full_cost / self.budget,
+                                            full_ratio=self.full_cost / budget,
                                             extra=self.config.inconsistent_penalty, idle=idle_edges(arch),
                                             idle_weight=self.config.idle_penalty,
                                             max_idle=len(self.network.edges),
@@ -536,6 +543,17 @@ class Trainer:
         loss_sum, correct_sum, cost_sum, rows = self.dist.total(*totals.tolist(), device=self.device)
         rows = max(rows, 1)
         return loss_sum / rows, correct_sum / rows, cost_sum / rows
+
+    def search_budget(self, epoch: int) -> float | None:
+        """The budget of the reward at ``epoch`` (0-based): annealed from the full cost to
+        ``--budget`` over the first search epochs (search/budget_anneal.py)."""
+        if self.budget is None:
+            return None
+        return search_budget(self.budget, self.full_cost, epoch - self.warmup + 1, self.anneal_span())
+
+    def anneal_span(self) -> int:
+        """Search epochs over which the reward's budget falls to ``--budget``."""
+        return anneal_span(self.budget, self.full_cost, self.config.epochs - self.warmup, self.config.budget_anneal)
 
     def entropy_weight(self, epoch: int) -> float:
         """The weight of H(Γ) in the search loss: 0 at the first search epoch, rising linearly to
@@ -611,6 +629,10 @@ class Trainer:
             if self.start_epoch == 0 and self.stochastic:
                 for message in budget_warnings(self.cost, self.budget, self.cheapest, self.full_cost):
                     warn(message)
+                if self.budget is not None and config.epochs > self.warmup:
+                    message = anneal_warning(self.budget, self.full_cost, self.anneal_span())
+                    if message:
+                        warn(message)
             loggers = open_loggers(config.loggers, self.run_dir, [self.record(m) for m in self.history])
         try:
             return self._run(loggers)
@@ -655,7 +677,8 @@ class Trainer:
                 consistent=consistent, within_budget=within, entropy=self.entropy_bits(), edges_kept=kept, val_acc=val_acc, val_loss=val_loss,
                 test_acc=test_acc, lr=lr, time=time.perf_counter() - start, val_miou=val_miou, test_miou=test_miou,
                 gamma=dict(zip(self.core.stochastic_keys, gamma.tolist())) if self.stochastic else {},
-                budget=self.budget, cheapest_cost=self.cheapest.cost if self.cheapest else None,
+                budget=self.budget, search_budget=self.search_budget(epoch) if phase == "search" else None,
+                cheapest_cost=self.cheapest.cost if self.cheapest else None,
                 cheapest_exact=self.cheapest.exact if self.cheapest else None,
             )
             self.history.append(metrics)
@@ -678,7 +701,8 @@ class Trainer:
                 if not config.quiet:
                     print(self.summary_line(metrics), flush=True)
                 if phase == "search":
-                    for message in epoch_warnings(self.cost, metrics.epoch, consistent, det_cost, self.budget):
+                    for message in epoch_warnings(self.cost, metrics.epoch, consistent, det_cost, self.budget,
+                                                  metrics.search_budget):
                         warn(message)
         final = self.history[-1]
         shipped = self.front.best()
@@ -700,7 +724,10 @@ class Trainer:
     def summary_line(self, m: EpochMetrics) -> str:
         cost = f"{self.cost.name} {self.cost.format(m.deterministic_cost)}"
         if self.budget is not None:
-            cost += f" (budget {self.cost.format(self.budget)}, sampled {self.cost.format(m.mean_sampled_cost)})"
+            annealing = m.search_budget is not None and m.search_budget != self.budget
+            search = f", search budget {self.cost.format(m.search_budget)}" if annealing else ""
+            cost += (f" (budget {self.cost.format(self.budget)}{search}, "
+                     f"sampled {self.cost.format(m.mean_sampled_cost)})")
         parts = [f"epoch {m.epoch}/{self.config.epochs} {m.phase}", f"loss {m.train_loss:.3f}",
                  f"acc {m.train_acc * 100:.1f}%", f"val {m.val_acc * 100:.1f}%"]
         if m.val_miou is not None:

@@ -31,12 +31,15 @@ def budget_warnings(cost: Cost, budget: float | None, cheapest: Cheapest | None,
                f"{cost.format(full)}: the budget does not constrain the search")
 
 
-def epoch_warnings(cost: Cost, epoch: int, consistent: bool, value: float, budget: float | None) -> Iterator[str]:
+def epoch_warnings(cost: Cost, epoch: int, consistent: bool, value: float, budget: float | None,
+                   search_budget: float | None = None) -> Iterator[str]:
     """After a search epoch: its deterministic architecture (of cost ``value``) is no model, or
-    is over budget."""
+    is over budget. Not while the reward's budget is still annealing down to ``budget``
+    (``search_budget`` above it, search/budget_anneal.py): the architecture is then meant to be
+    over budget, shrinking a step at a time behind the search budget the epoch line shows."""
     if not consistent:
         yield (f"epoch {epoch}: the deterministic architecture (γ > 0.5) does not reach the output; "
                "it is no model")
-    elif budget is not None and value > budget:
+    elif budget is not None and value > budget and not (search_budget is not None and search_budget > budget):
         yield (f"epoch {epoch}: the deterministic architecture costs {cost.format(value)}, "
                f"over the budget {cost.format(budget)}")
