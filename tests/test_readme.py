@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -31,6 +32,10 @@ def test_the_readme_tour_runs(tmp_path, monkeypatch):
             args = args + ["--quiet"]
         result = runner.invoke(main, args)
         assert result.exit_code == 0, f"bsnc {' '.join(args)}\n{result.output}"
+        if args[0] == "train":
+            assert "warning:" not in result.output, "the tour's search is long enough for its budget"
+            last = json.loads((tmp_path / "runs" / "tour" / "metrics.jsonl").read_text().splitlines()[-1])
+            assert last["consistent"] and last["within_budget"], last
     assert (tmp_path / "runs" / "tour" / "export" / "cnf_pruned.bsn").is_file()
     assert (tmp_path / "runs" / "tour" / "cnf.dot").is_file()
 
