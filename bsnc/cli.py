@@ -483,7 +483,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (and no per-epoch lines).")
 def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data: str, data_dir: Path | None,
           cost: str, budget: str | None, lam: float, penalty: str, inconsistent_penalty: float, path_lr: float,
-          entropy_weight: float, budget_use: float, budget_anneal: float, idle_penalty: float, epochs: int, warmup_epochs: int | None,
+          entropy_weight: float, budget_use: float, budget_anneal: int | None, idle_penalty: float, epochs: int, warmup_epochs: int | None,
           batch_size: int, optimizer: str, lr: float, momentum: float, weight_decay: float, schedule: str,
           milestones: tuple[float, ...], device: str, amp: bool, seed: int, run_dir: Path | None, resume: bool,
           workers: int, full_network: bool, loggers: tuple[str, ...], as_json: bool) -> None:

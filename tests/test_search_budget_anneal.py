@@ -111,10 +111,55 @@ def test_budget_anneal_on_the_command_line_and_in_config_json(tmp_path):
     with pytest.raises(Exception, match="--budget-anneal 2.5: expected a number of epochs >= 0"):
         Trainer(TrainConfig(file=str(FABRICS / "cnf.bsn"), defines=SWEEP, budget="30%", budget_anneal=2.5,
                             device="cpu", run_dir=str(tmp_path / "x"), progress=False))
-    result = CliRunner().invoke(main, ["train", str(FABRICS / "cnf.bsn"), *sum((["-D", f"{k}={v}"] for k, v in
-                                       SWEEP.items()), []), "--budget", "10%", "--epochs", "6", "--device", "cpu",
-                                       "--budget-anneal", "2", "--quiet", "--run-dir", str(tmp_path / "run")])
-    assert result.exit_code == 3, "too short a search for a budget at a tenth of the full cost: " + result.output
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["budget_anneal"] == 2
-    assert "warning: the budget is 10.0x below the full cost" in result.output and "over 2 it falls 3.16x" \
-        in result.output
+    defines = sum((["-D", f"{k}={v}"] for k, v in SWEEP.items()), [])
+
+    def train(name: str, *options: str):
+        return CliRunner().invoke(main, ["train", str(FABRICS / "cnf.bsn"), *defines, "--budget", "10%", "--epochs",
+                                         "6", "--device", "cpu", "--quiet", "--run-dir", str(tmp_path / name), *options])
+
+    auto = train("auto")
+    assert auto.exit_code == 3, "too short a search for a budget at a tenth of the full cost: " + auto.output
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["config"]["budget_anneal"] is None
+    assert "warning: the budget is 10.0x below the full cost" in auto.output and "over 3 it falls 2.15x" \
+        in auto.output
+    chosen = train("chosen", "--budget-anneal", "2")
+    assert json.loads((tmp_path / "chosen" / "config.json").read_text())["config"]["budget_anneal"] == 2
+    assert "below the full cost" not in chosen.output, "the user's own span is not warned about"
+
+
+def test_a_resumed_longer_run_keeps_its_span_and_never_raises_a_budget_it_reached(tmp_path):
+    def config(epochs: int, resume: bool) -> TrainConfig:
+        return TrainConfig(file=str(FABRICS / "cnf.bsn"), defines=SWEEP, data="digits", budget="30%", epochs=epochs,
+                           warmup_epochs=1, device="cpu", run_dir=str(tmp_path / "run"), progress=False, quiet=True,
+                           resume=resume)
+
+    Trainer(config(5, False)).run()
+    longer = Trainer(config(9, True))
+    assert longer.anneal_span == 2 == min(7, int(0.7 * 4)), "the span of the 5-epoch run, not of a 9-epoch one"
+    longer.run()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    budget = rows[0]["budget"]
+    assert rows[1]["search_budget"] > budget and [r["search_budget"] for r in rows[2:]] == [budget] * 7
+
+
+def test_a_run_from_before_annealing_resumes_with_the_final_budget(tmp_path):
+    import torch
+
+    run = tmp_path / "run"
+    base = dict(file=str(FABRICS / "cnf.bsn"), defines=SWEEP, data="digits", budget="30%", warmup_epochs=1,
+                device="cpu", run_dir=str(run), progress=False, quiet=True)
+    Trainer(TrainConfig(epochs=2, **base)).run()
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    del state["anneal_span"], state["config"]["budget_anneal"]  # as written before annealing existed
+    torch.save(state, run / "ckpt.pt")
+    resumed = Trainer(TrainConfig(epochs=12, resume=True, **base))
+    assert resumed.anneal_span == 0 and resumed.search_budget(5) == resumed.budget
+
+
+def test_more_annealing_epochs_than_search_epochs_is_refused(tmp_path):
+    from bsnc.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"--budget-anneal 9: the run has 7 search epochs \(--epochs 8, 1 of "
+                                         r"warm-up\); the reward's budget would never reach --budget"):
+        Trainer(TrainConfig(file=str(FABRICS / "cnf.bsn"), defines=SWEEP, budget="10%", epochs=8, warmup_epochs=1,
+                            budget_anneal=9, device="cpu", run_dir=str(tmp_path / "x"), progress=False))

@@ -22,7 +22,9 @@ one seed of two was not. Annealing takes at most :data:`MAX_SHARE` of the search
 the rest can settle at B; a run too short to anneal slower than :data:`WARN_STEP` an epoch says
 so before training (:func:`anneal_warning`).
 
-The schedule depends on the epoch alone, so a resumed run anneals as an uninterrupted one.
+The schedule depends on the epoch alone, so a resumed run anneals as an uninterrupted one; the
+trainer resolves ``span`` once and keeps it in its checkpoints, so that ``--resume --epochs N``
+does not raise a budget already reached.
 Warnings, model selection and the exit status use B itself (search/warnings.py,
 search/selection.py).
 """
@@ -49,7 +51,7 @@ def anneal_span(budget: float, full_cost: float, search_epochs: int, requested: 
     ``search_epochs``. A span of at most 1 does not anneal."""
     if requested is not None:
         return requested
-    return min(needed_span(budget, full_cost), math.floor(MAX_SHARE * max(search_epochs, 0)))
+    return min(needed_span(budget, full_cost), math.floor(MAX_SHARE * max(search_epochs, 0) + 1e-9))
 
 
 def search_budget(budget: float, full_cost: float, search_epoch: int, span: int) -> float:
@@ -61,12 +63,13 @@ def search_budget(budget: float, full_cost: float, search_epoch: int, span: int)
 
 
 def anneal_warning(budget: float, full_cost: float, span: int) -> str | None:
-    """A sentence when ``span`` makes the reward's budget fall faster than :data:`WARN_STEP` an
-    epoch (the search epochs are too few, or ``--budget-anneal`` asks for it)."""
+    """A sentence when the default ``span`` makes the reward's budget fall faster than
+    :data:`WARN_STEP` an epoch: the search epochs are too few (``--budget-anneal N`` is the user's
+    own choice, and is not warned about)."""
     needed = needed_span(budget, full_cost)
     if span >= needed or (full_cost / budget) ** (1 / max(span, 1)) <= WARN_STEP:
         return None
-    epochs = math.ceil(needed / MAX_SHARE)
+    epochs = math.ceil(needed / MAX_SHARE - 1e-9)
     how = (f"over {span} it falls {(full_cost / budget) ** (1 / span):.2f}x an epoch" if span > 1
            else "it falls to the budget at once")
     return (f"the budget is {full_cost / budget:.1f}x below the full cost: lowering the reward's budget "

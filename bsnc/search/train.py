@@ -352,6 +352,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         # resolved once: a run extended with --resume --epochs N keeps the warm-up it had
         self.warmup = config.warmup_epochs if config.warmup_epochs is not None else warmup_for(config.epochs)
+        # resolved once too: the reward's budget of an epoch does not change when a run is extended
+        self.anneal_span = self._anneal_span()
         self.start_epoch = 0
         self.best_val = -1.0
         self.front = ParetoFront()
@@ -391,6 +393,7 @@ class Trainer:
             "epoch": epoch,
             "model": self.core.state_dict(),
             "warmup": self.warmup,
+            "anneal_span": self.anneal_span,
             "optimizer": self.optimizer.state_dict(),
             "gate_optimizer": self.gate_optimizer.state_dict() if self.gate_optimizer is not None else None,
             "scheduler": self.scheduler.state_dict(),
@@ -443,6 +446,8 @@ class Trainer:
             self.start_epoch = done
             if self.config.warmup_epochs is None and isinstance(state.get("warmup"), int):
                 self.warmup = state["warmup"]
+            # a run from before the budget annealed (no "anneal_span") keeps the final budget throughout
+            self.anneal_span = int(state.get("anneal_span", 0))
             self.history = [EpochMetrics(**{"consistent": True, "val_loss": None, **m}) for m in state["history"]]
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             raise BsncError(f"{path}: damaged checkpoint: cannot restore the training state "
@@ -549,11 +554,19 @@ class Trainer:
         ``--budget`` over the first search epochs (search/budget_anneal.py)."""
         if self.budget is None:
             return None
-        return search_budget(self.budget, self.full_cost, epoch - self.warmup + 1, self.anneal_span())
+        return search_budget(self.budget, self.full_cost, epoch - self.warmup + 1, self.anneal_span)
 
-    def anneal_span(self) -> int:
+    def _anneal_span(self) -> int:
         """Search epochs over which the reward's budget falls to ``--budget``."""
-        return anneal_span(self.budget, self.full_cost, self.config.epochs - self.warmup, self.config.budget_anneal)
+        config = self.config
+        searching = config.epochs - self.warmup
+        if config.budget_anneal is not None and config.budget_anneal > searching:
+            raise UsageError(f"--budget-anneal {config.budget_anneal}: the run has {searching} search epochs "
+                             f"(--epochs {config.epochs}, {self.warmup} of warm-up); the reward's budget would "
+                             "never reach --budget")
+        if self.budget is None:
+            return 0
+        return anneal_span(self.budget, self.full_cost, searching, config.budget_anneal)
 
     def entropy_weight(self, epoch: int) -> float:
         """The weight of H(Γ) in the search loss: 0 at the first search epoch, rising linearly to
@@ -629,8 +642,8 @@ class Trainer:
             if self.start_epoch == 0 and self.stochastic:
                 for message in budget_warnings(self.cost, self.budget, self.cheapest, self.full_cost):
                     warn(message)
-                if self.budget is not None and config.epochs > self.warmup:
-                    message = anneal_warning(self.budget, self.full_cost, self.anneal_span())
+                if self.budget is not None and config.budget_anneal is None and config.epochs > self.warmup:
+                    message = anneal_warning(self.budget, self.full_cost, self.anneal_span)
                     if message:
                         warn(message)
             loggers = open_loggers(config.loggers, self.run_dir, [self.record(m) for m in self.history])
