@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bsnc.codegen.gather import run_on_rows
+from bsnc.codegen.masked import eligible, masked_forward
 
 # oneDNN, behind CPU convolutions, compiles a primitive per shape and keeps 1,024 by default; an
 # edge's row count changes every step, and the misses cost more than the convolutions at small
@@ -27,6 +28,12 @@ from bsnc.codegen.gather import run_on_rows
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
 
 MODES = ("sample", "full", "deterministic", "mask")
+# Per device type, the share of its source's rows from which an edge runs dense-masked rather than
+# on gathered rows; None: never. Measured by benchmarks/bench_strategies.py (docs/performance.md):
+# on this project's CPU (2 cores, oneDNN) dense-masked was slower at every share below 1, so
+# partial edges gather. No GPU was measured; BSNC_DENSE_THRESHOLD (a share, or "never") or a
+# model's ``dense_threshold`` attribute sets it.
+DENSE_THRESHOLD: dict[str, float | None] = {"cpu": None}
 DEFAULT_LOGIT = 3.0  # sigmoid(3) ~ 0.95, the paper's initialisation
 
 
@@ -330,16 +337,32 @@ def _as_batch_mask(mask: torch.Tensor, batch: int, n_edges: int, device: torch.d
     return mask
 
 
+def dense_threshold(device: torch.device) -> float | None:
+    """The share of a source's rows from which edges run dense-masked on ``device`` (None: never)."""
+    value = os.environ.get("BSNC_DENSE_THRESHOLD")
+    if value is None:
+        return DENSE_THRESHOLD.get(device.type)
+    return None if value == "never" else float(value)
+
+
 class Executor:
     """Runs edge modules on the rows where they are active.
 
     Layers are kept compact: a layer's tensor holds only its *present* rows (those with an
-    active incoming edge; every row for the input). An edge gathers its rows from its source
-    only when they are fewer than the source's, and scatter-adds into its destination only when
-    they are fewer than the destination's, so work and memory follow the sampled architectures.
+    active incoming edge; every row for the input). Each edge and step takes one of three
+    strategies, from its number of active rows (:attr:`strategy` records which):
+
+    * ``all``: the edge is active on every row of its source: the module runs on the source as it is;
+    * ``dense``: on at least ``dense_threshold`` of them (and its module is
+      :func:`~bsnc.codegen.masked.eligible`): the module runs on every row, its batch norms over
+      the active rows only, and the active rows of the result are kept;
+    * ``gather``: otherwise, the module runs on the gathered active rows.
+
+    The output is scatter-added into the destination only when the edge's rows are fewer than
+    the destination's, so work and memory follow the sampled architectures.
     """
 
-    def __init__(self, arch: Architecture, batch: int, structure: Structure):
+    def __init__(self, arch: Architecture, batch: int, structure: Structure, dense: float | None = None):
         self.batch = batch
         self.device = arch.active.device
         self.structure = structure
@@ -354,6 +377,8 @@ class Executor:
         self._positions: dict[tuple[int, int], torch.Tensor | None] = {}
         self._src = structure.edge_src.tolist()
         self._dst = structure.edge_dst.tolist()
+        self.dense = dense
+        self.strategy: dict[int, str] = {}
 
     def _layer_rows(self, layer: int) -> torch.Tensor:
         rows = self._rows_of_layer.get(layer)
@@ -380,9 +405,19 @@ class Executor:
     def _apply(self, edge: int, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The edge's module on its active rows of ``x`` (its source's present rows)."""
         take = self._position(edge, self._src[edge])
-        if self.counts[edge] == 1 and module.training:
+        n = self.counts[edge]
+        if n == 1 and module.training:
+            self.strategy[edge] = "all" if take is None else "gather"
             return _single_row(module, x if take is None else x.index_select(0, take))
-        return module(x) if take is None else run_on_rows(module, x, take)
+        if take is None:
+            self.strategy[edge] = "all"
+            return module(x)
+        if self.dense is not None and n >= self.dense * x.shape[0] and eligible(module):
+            self.strategy[edge] = "dense"
+            rows = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device).index_fill_(0, take, True)
+            return masked_forward(module, x, rows).index_select(0, take)
+        self.strategy[edge] = "gather"
+        return run_on_rows(module, x, take)
 
     def run(self, edge: int, module: nn.Module, x: torch.Tensor | None, acc: torch.Tensor | None) -> torch.Tensor | None:
         """``acc`` (the destination's present rows) plus the edge's output on its active rows."""
@@ -519,6 +554,8 @@ class StochasticSuperNetwork(nn.Module):
         self.mask: torch.Tensor | None = None
         self.generator: torch.Generator | None = None
         self.last: Architecture | None = None
+        self.dense_threshold: float | None | str = "device"  # "device": dense_threshold(the input's device)
+        self.last_strategy: dict[int, str] = {}
 
     @property
     def stochastic_keys(self) -> tuple[str, ...]:
@@ -556,7 +593,10 @@ class StochasticSuperNetwork(nn.Module):
         arch = sample_architecture(self.structure, self.gate_logits, batch, self.current_mode(),
                                    self.mask, self.generator)
         self.last = arch
-        return Executor(arch, batch, self.structure)
+        dense = dense_threshold(x.device) if self.dense_threshold == "device" else self.dense_threshold
+        executor = Executor(arch, batch, self.structure, dense)
+        self.last_strategy = executor.strategy  # filled as the pass runs: edge index -> strategy
+        return executor
 
     def edge_mask(self, mode: str = "deterministic") -> torch.Tensor:
         """The [E] mask of one architecture (deterministic: gamma > 0.5), connectivity applied."""

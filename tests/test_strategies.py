@@ -1,0 +1,133 @@
+"""The executor's three strategies (all rows, dense-masked, gather/scatter) compute the same
+thing: against the reference interpreter, and against each other in training, where batch
+norms take statistics over the active rows only; one batch may mix them."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from bsnc.codegen import runtime
+from bsnc.codegen.masked import eligible, masked_batch_norm, masked_forward
+from bsnc.codegen.reference import architecture_from_mask
+from tests.helpers import DECISIONS_NET, FABRICS, build, build_text, input_for, matches_reference
+
+ROWS = torch.tensor([True, False, True, True, False, True, False, True, True])
+
+
+@pytest.mark.parametrize("norm", [nn.BatchNorm1d(3), nn.BatchNorm2d(3), nn.BatchNorm2d(3, momentum=None),
+                                  nn.BatchNorm2d(3, affine=False), nn.BatchNorm2d(3, track_running_stats=False)],
+                         ids=["1d", "2d", "cumulative", "no-affine", "no-running-stats"])
+def test_masked_batch_norm_is_torchs_batch_norm_on_the_selected_rows(norm):
+    torch.manual_seed(0)
+    shape = (9, 3) if isinstance(norm, nn.BatchNorm1d) else (9, 3, 4, 5)
+    ours, theirs = norm.double().train(), copy.deepcopy(norm).double().train()
+    if ours.affine:
+        with torch.no_grad():
+            for p in (*ours.parameters(), *theirs.parameters()):
+                p.copy_(torch.linspace(0.5, 1.5, p.numel(), dtype=torch.float64))
+    for _ in range(2):  # twice: the cumulative average needs a second step to show
+        x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+        x2 = x.detach().clone().requires_grad_(True)
+        expected = theirs(x[ROWS])
+        got = masked_batch_norm(ours, x2, ROWS)[ROWS]
+        assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+        weights = torch.randn_like(expected)
+        (expected * weights).sum().backward()
+        (got * weights).sum().backward()
+        assert torch.allclose(x2.grad, x.grad, atol=1e-12) and not x2.grad[~ROWS].any()
+        for a, b in zip(theirs.parameters(), ours.parameters()):
+            assert torch.allclose(a.grad, b.grad, atol=1e-12)
+        for name, buffer in theirs.named_buffers():
+            assert torch.allclose(buffer.double(), dict(ours.named_buffers())[name].double(), atol=1e-12), name
+
+
+def test_only_row_wise_modules_are_eligible():
+    block = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2))
+    assert eligible(block)
+    assert not eligible(nn.Sequential(nn.Conv2d(3, 3, 1), nn.Dropout(0.1))), "random: equal only in distribution"
+
+    class Mine(nn.Module):
+        def forward(self, x):
+            return x - x.mean(dim=0)  # mixes rows
+    assert not eligible(nn.Sequential(nn.Conv2d(3, 3, 1), Mine()))
+
+    class GlobalAvgPool(nn.Module):  # a user's primitive with the name of one of bsnc's
+        def forward(self, x):
+            return x.mean(dim=0)
+    assert not eligible(GlobalAvgPool())
+    hooked = nn.Sequential(nn.Conv2d(3, 3, 1))
+    hooked[0].register_forward_hook(lambda *args: None)
+    assert not eligible(hooked)
+    _, cnf = build(FABRICS / "resnet_fabric_n3.bsn")
+    assert all(eligible(m) for m in cnf.edges.values()), "bsnc's primitives, embedded in generated code"
+
+
+def test_masked_forward_keeps_a_module_in_evaluation_as_it_is():
+    block = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)).double().eval()
+    x = torch.randn(9, 3, 4, 4, dtype=torch.float64)
+    assert torch.equal(masked_forward(block, x, ROWS), block(x))
+
+
+CASES = [(FABRICS / "cnf.bsn", {"W": 3, "C": 4, "size": 8}), (FABRICS / "resnet_fabric_n3.bsn", {}), (None, {})]
+
+
+def _network(case):
+    path, overrides = case
+    return build_text(DECISIONS_NET.replace("READER", "global_avgpool >> linear(5)")) if path is None \
+        else build(path, **overrides)
+
+
+@pytest.mark.parametrize("threshold", [None, 0.0, 0.5], ids=["gather", "dense", "mixed"])
+@pytest.mark.parametrize("case", CASES, ids=["cnf", "resnet-fabric", "decisions"])
+def test_every_strategy_matches_the_reference_interpreter(case, threshold):
+    network, module = _network(case)
+    module.dense_threshold = threshold
+    torch.manual_seed(1)
+    matches_reference(network, module, batch=12, p=0.7)
+
+
+@pytest.mark.parametrize("case", CASES, ids=["cnf", "resnet-fabric", "decisions"])
+def test_strategies_agree_in_training_on_outputs_gradients_and_running_statistics(case):
+    network, module = _network(case)
+    module = module.double().train()
+    torch.manual_seed(2)
+    x = input_for(network, 16, torch.float64)
+    proposal = torch.rand(16, len(network.edges)) < 0.75
+    _, active, _ = architecture_from_mask(network, proposal)
+    runs = {}
+    for name, threshold in (("gather", None), ("dense", 0.0), ("mixed", 0.8)):
+        copy_ = copy.deepcopy(module)
+        copy_.dense_threshold = threshold
+        copy_.set_mode("mask", proposal)
+        out = copy_(x)
+        (out * torch.linspace(-1, 1, out[0].numel(), dtype=torch.float64).view(out[0].shape)).sum().backward()
+        runs[name] = (copy_, out, copy_.last_strategy)
+    used = {name: set(strategy.values()) for name, (_, _, strategy) in runs.items()}
+    assert used["gather"] <= {"all", "gather"} and "dense" in used["dense"]
+    assert {"dense", "gather"} <= used["mixed"], f"one batch mixes strategies: {used}"
+    base, out, _ = runs["gather"]
+    assert active.any(0).sum() > 1
+    for name in ("dense", "mixed"):
+        other, other_out, _ = runs[name]
+        assert torch.allclose(other_out, out, rtol=0, atol=1e-10), name
+        for (key, a), b in zip(base.named_parameters(), other.parameters()):
+            if a.grad is None:
+                assert b.grad is None or not b.grad.any(), key
+            else:
+                assert torch.allclose(a.grad, b.grad, rtol=0, atol=1e-10), (name, key)
+        for (key, a), b in zip(base.named_buffers(), other.buffers()):
+            assert torch.allclose(a.double(), b.double(), rtol=0, atol=1e-10), (name, key)
+
+
+def test_the_device_threshold_comes_from_the_table_or_the_environment(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("BSNC_DENSE_THRESHOLD", raising=False)
+    assert runtime.dense_threshold(cpu) is None, "measured: dense-masked never wins on this CPU"
+    monkeypatch.setenv("BSNC_DENSE_THRESHOLD", "0.9")
+    assert runtime.dense_threshold(cpu) == 0.9
+    monkeypatch.setenv("BSNC_DENSE_THRESHOLD", "never")
+    assert runtime.dense_threshold(cpu) is None
