@@ -1,4 +1,5 @@
-"""Running an edge module on some rows of its source without keeping a copy of those rows.
+"""Running an edge module on some rows of its source, and adding it into its destination's rows,
+without keeping a copy of those rows for backward.
 
 ``module(x.index_select(0, rows))`` keeps the gathered rows alive until backward whenever the
 module starts with a convolution, which saves its input: one copy per edge, where a dense
@@ -82,3 +83,31 @@ def run_on_rows(module: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch
         return module(x.index_select(0, rows))
     conv, rest = head
     return rest(GatheredConv.apply(x, rows, conv.weight, conv.bias, conv))
+
+
+class RowsAdd(torch.autograd.Function):
+    """``acc.index_add(0, rows, y)`` that saves ``rows`` alone for backward: torch's own
+    ``index_add`` keeps ``y`` (for its shape), a copy of every partial edge's output. With
+    ``inplace``, ``acc`` (which the caller owns: no other node saved it) is added to in place."""
+
+    @staticmethod
+    def forward(ctx, acc: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, inplace: bool) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        if inplace:
+            ctx.mark_dirty(acc)
+            return acc.index_add_(0, rows, y)
+        return acc.index_add(0, rows, y)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        (rows,) = ctx.saved_tensors
+        want_acc, _, want_y, _ = ctx.needs_input_grad
+        return grad if want_acc else None, None, grad.index_select(0, rows) if want_y else None, None
+
+
+def add_rows(acc: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``acc`` plus ``y`` on its rows ``rows`` (:class:`RowsAdd` when gradients are recorded)."""
+    if not (torch.is_grad_enabled() and (acc.requires_grad or y.requires_grad)):
+        return acc.index_add_(0, rows, y) if inplace else acc.index_add(0, rows, y)
+    return RowsAdd.apply(acc, rows, y, inplace)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bsnc.codegen.gather import run_on_rows
+from bsnc.codegen.gather import add_rows, run_on_rows
 from bsnc.codegen.masked import eligible, masked_forward
 
 # oneDNN, behind CPU convolutions, compiles a primitive per shape and keeps 1,024 by default; an
@@ -379,6 +379,7 @@ class Executor:
         self._dst = structure.edge_dst.tolist()
         self.dense = dense
         self.strategy: dict[int, str] = {}
+        self._owned: torch.Tensor | None = None  # the last sum this executor allocated
 
     def _layer_rows(self, layer: int) -> torch.Tensor:
         rows = self._rows_of_layer.get(layer)
@@ -429,11 +430,19 @@ class Executor:
             dtype = torch.promote_types(acc.dtype, y.dtype)
             acc, y = acc.to(dtype), y.to(dtype)
         put = self._position(edge, self._dst[edge])
+        # a sum this executor allocated is added to in place; a module's output never is (its
+        # module may have saved it for backward, and an in-place change would corrupt that)
+        owned = acc is not None and acc is self._owned
         if put is None:
-            return y if acc is None else acc + y
-        if acc is None:
-            acc = y.new_zeros((self._sizes[self._dst[edge]],) + tuple(y.shape[1:]))
-        return acc.index_add(0, put, y)
+            if acc is None:
+                return y
+            total = acc.add_(y) if owned else acc + y
+        else:
+            if acc is None:
+                acc, owned = y.new_zeros((self._sizes[self._dst[edge]],) + tuple(y.shape[1:])), True
+            total = add_rows(acc, put, y, inplace=owned)
+        self._owned = total
+        return total
 
     def mean(self, acc: torch.Tensor | None, incoming: Sequence[int]) -> torch.Tensor | None:
         """Mean aggregation: divide each row by its number of active incoming edges."""
