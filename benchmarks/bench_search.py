@@ -6,7 +6,9 @@ Three contenders train CNF W=8 (batch 64, 32x32, two threads) one step at a time
 * ``paper``: the strategy of the paper's own code, written here: every edge module runs on every
   row of its source and its output is multiplied by the sampled mask; gates are drawn edge by
   edge in topological order and the rows each layer reaches are tracked in Python;
-* ``static``: the pruned static network of the converged architecture, the limit.
+* ``static``: the pruned static network of the converged architecture, the limit;
+* ``sync-free`` (with ``--sync-free``, and always on CUDA): bsnc with ``dense_threshold =
+  "always"``, the executor that reads nothing back to the host (every edge dense-masked).
 
 Scenarios: ``gamma95`` (γ = 0.95 on every edge, each example its own architecture),
 ``independent25`` (the uniform γ at which sampled architectures hold ~25% of the MACs) and
@@ -127,11 +129,13 @@ def _setup(contender: str, channels: int, scenario: str, gamma: float, mask: lis
                                                  if e.stochastic], device=device))
         else:
             core.reset_gates(torch.logit(torch.tensor(gamma)).item())
-    model = core if contender == "bsnc" else PaperStrategy(core)
+    if contender == "sync-free":
+        core.dense_threshold = "always"
+    model = PaperStrategy(core) if contender == "paper" else core
 
     def step() -> None:
         loss = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
-        log_prob = core.last.log_prob if contender == "bsnc" else model.log_prob
+        log_prob = model.log_prob if contender == "paper" else core.last.log_prob
         reinforce = ((loss.detach() - loss.detach().mean()) * log_prob).mean()
         (loss.mean() + reinforce).backward()
         core.zero_grad(set_to_none=True)
@@ -232,8 +236,9 @@ def _run_child(contender: str, scenario: str, channels: int, spec: Path, args, p
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _contenders(scenario: str) -> list[str]:
-    return ["bsnc", "paper", "static"] if scenario == "converged25" else ["bsnc", "paper"]
+def _contenders(scenario: str, sync_free: bool = False) -> list[str]:
+    return (["bsnc", "paper"] + (["static"] if scenario == "converged25" else [])
+            + (["sync-free"] if sync_free else []))
 
 
 def parent(args: argparse.Namespace) -> dict:
@@ -254,10 +259,10 @@ def parent(args: argparse.Namespace) -> dict:
                 results["cases"][f"{scenario}/C={channels}"] = {
                     "gamma": 0.95 if scenario == "gamma95" else gamma,
                     "converged_macs_fraction": fraction if scenario == "converged25" else None,
-                    "runs": {c: [] for c in _contenders(scenario)}}
+                    "runs": {c: [] for c in _contenders(scenario, args.sync_free)}}
         for round_ in range(args.repeats):
             for (scenario, channels), spec in specs.items():
-                order = _contenders(scenario)
+                order = _contenders(scenario, args.sync_free)
                 order = order[round_ % len(order):] + order[:round_ % len(order)]  # rotate who goes first
                 case = results["cases"][f"{scenario}/C={channels}"]
                 for contender in order:
@@ -268,7 +273,7 @@ def parent(args: argparse.Namespace) -> dict:
             for (scenario, channels), spec in specs.items():
                 case = results["cases"][f"{scenario}/C={channels}"]
                 case["cache_misses_per_step"] = {c: _run_child(c, scenario, channels, spec, args, profile=True)
-                                                 for c in _contenders(scenario)}
+                                                 for c in _contenders(scenario, args.sync_free)}
     for case in results["cases"].values():
         runs = case["runs"]
         case["median_ms"] = {c: statistics.median(r["s"] for r in v) * 1e3 for c, v in runs.items()}
@@ -305,6 +310,9 @@ def print_table(results: dict) -> None:
         if scenario == "converged25":
             print(f"{'':<24} (bsnc/paper {case['bsnc/paper']:.2f}; architecture at "
                   f"{case['converged_macs_fraction'] * 100:.0f}% of the MACs)")
+        if "sync-free" in ms:
+            print(f"{'':<24} (sync-free executor {ms['sync-free']:.0f} ms, {peak['sync-free']:.0f} MB; "
+                  f"bsnc/sync-free {case['bsnc/sync-free']:.2f})")
 
 
 def main() -> None:
@@ -320,7 +328,9 @@ def main() -> None:
     parser.add_argument("--no-profile", dest="profile", action="store_false",
                         help="skip counting oneDNN primitive-cache misses")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "results" / "search.json")
-    parser.add_argument("--child", choices=["bsnc", "paper", "static"], help=argparse.SUPPRESS)
+    parser.add_argument("--sync-free", action="store_true",
+                        help="also time the executor that reads nothing back to the host (always on CUDA)")
+    parser.add_argument("--child", choices=["bsnc", "paper", "static", "sync-free"], help=argparse.SUPPRESS)
     parser.add_argument("--scenario", choices=SCENARIOS, help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--count-misses", action="store_true", help=argparse.SUPPRESS)
@@ -334,6 +344,7 @@ def main() -> None:
         parser.error(f"--device {args.device}: expected cpu or cuda[:N]")
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device is available on this machine")
+    args.sync_free = args.sync_free or device.type == "cuda"
     if args.child:
         args.channels = args.channels[0]
         child(args)

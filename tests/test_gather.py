@@ -60,8 +60,10 @@ def test_run_on_rows_equals_the_module_on_the_gathered_rows(train, picked):
 def _saved_bytes(fn) -> int:
     """Bytes of the distinct tensors autograd saves while ``fn`` runs."""
     seen: dict[int, int] = {}
+    alive: list[torch.Tensor] = []  # so that no storage is freed, and its address reused, meanwhile
 
     def pack(t: torch.Tensor):
+        alive.append(t)
         seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 

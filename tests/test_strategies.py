@@ -81,7 +81,7 @@ def _network(case):
         else build(path, **overrides)
 
 
-@pytest.mark.parametrize("threshold", [None, 0.0, 0.5], ids=["gather", "dense", "mixed"])
+@pytest.mark.parametrize("threshold", [None, 0.0, 0.5, "always"], ids=["gather", "dense", "mixed", "sync-free"])
 @pytest.mark.parametrize("case", CASES, ids=["cnf", "resnet-fabric", "decisions"])
 def test_every_strategy_matches_the_reference_interpreter(case, threshold):
     network, module = _network(case)
@@ -99,7 +99,7 @@ def test_strategies_agree_in_training_on_outputs_gradients_and_running_statistic
     proposal = torch.rand(16, len(network.edges)) < 0.75
     _, active, _ = architecture_from_mask(network, proposal)
     runs = {}
-    for name, threshold in (("gather", None), ("dense", 0.0), ("mixed", 0.8)):
+    for name, threshold in (("gather", None), ("dense", 0.0), ("mixed", 0.8), ("sync-free", "always")):
         copy_ = copy.deepcopy(module)
         copy_.dense_threshold = threshold
         copy_.set_mode("mask", proposal)
@@ -107,11 +107,11 @@ def test_strategies_agree_in_training_on_outputs_gradients_and_running_statistic
         (out * torch.linspace(-1, 1, out[0].numel(), dtype=torch.float64).view(out[0].shape)).sum().backward()
         runs[name] = (copy_, out, copy_.last_strategy)
     used = {name: set(strategy.values()) for name, (_, _, strategy) in runs.items()}
-    assert used["gather"] <= {"all", "gather"} and "dense" in used["dense"]
+    assert used["gather"] <= {"all", "gather"} and "dense" in used["dense"] and used["sync-free"] == {"dense"}
     assert {"dense", "gather"} <= used["mixed"], f"one batch mixes strategies: {used}"
     base, out, _ = runs["gather"]
     assert active.any(0).sum() > 1
-    for name in ("dense", "mixed"):
+    for name in ("dense", "mixed", "sync-free"):
         other, other_out, _ = runs[name]
         assert torch.allclose(other_out, out, rtol=0, atol=1e-10), name
         for (key, a), b in zip(base.named_parameters(), other.parameters()):
@@ -131,3 +131,34 @@ def test_the_device_threshold_comes_from_the_table_or_the_environment(monkeypatc
     assert runtime.dense_threshold(cpu) == 0.9
     monkeypatch.setenv("BSNC_DENSE_THRESHOLD", "never")
     assert runtime.dense_threshold(cpu) is None
+    monkeypatch.setenv("BSNC_DENSE_THRESHOLD", "always")
+    assert runtime.dense_threshold(cpu) == "always"
+    monkeypatch.setenv("BSNC_DENSE_THRESHOLD", "2")
+    with pytest.raises(ValueError, match="BSNC_DENSE_THRESHOLD=2: expected a share from 0 to 1, never or always"):
+        runtime.dense_threshold(cpu)
+
+
+def test_the_sync_free_executor_reads_nothing_back_to_the_host(monkeypatch):
+    """What would synchronise a GPU: a tensor's value read on the host. Forbidden during the
+    forward pass with ``dense_threshold = "always"`` (checked here on the CPU: no GPU to watch)."""
+    network, module = build(FABRICS / "cnf.bsn", W=3, C=4, size=8)
+    module.train().set_mode("sample")
+    module.dense_threshold = "always"
+    x = input_for(network, 8)
+
+    def forbidden(name):
+        def read(*args, **kwargs):
+            raise AssertionError(f"{name} reads a device value on the host")
+        return read
+    with monkeypatch.context() as patch:
+        for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "nonzero"):
+            patch.setattr(torch.Tensor, name, forbidden(f"Tensor.{name}"))
+        patch.setattr(torch, "nonzero", forbidden("torch.nonzero"))
+        out = module(x)
+    out.sum().backward()
+    assert set(module.last_strategy.values()) == {"dense"}
+    module.dense_threshold = None
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.Tensor, "cpu", forbidden("Tensor.cpu"))
+        with pytest.raises(AssertionError, match="Tensor.cpu reads a device value"):
+            module(x)  # the compact executor learns its row counts once per pass

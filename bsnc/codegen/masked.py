@@ -81,23 +81,34 @@ def masked_forward(module: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> to
 def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """``norm`` in training mode with batch statistics over the rows ``rows`` of ``x`` only, as
     torch's batch norm computes them on ``x[rows]``: biased variance to normalise, unbiased
-    into the running variance, ``momentum=None`` as a cumulative average. No host round trip."""
+    into the running variance, ``momentum=None`` as a cumulative average. With one value per
+    channel or none (one row of a vector, or no row), there are no batch statistics: the running
+    ones are used and left as they are, as the executor does for a single row. The choice is
+    made on the device: no host round trip."""
+    if norm.weight is not None:  # under autocast, x may be float16: normalise in the weights' precision
+        x = x.to(torch.promote_types(x.dtype, norm.weight.dtype))
     shape = (1, -1) + (1,) * (x.dim() - 2)
     dims = [0] + list(range(2, x.dim()))
     weight = rows.to(x.dtype).view((-1,) + (1,) * (x.dim() - 1))
-    per_row = x[0, 0].numel()
-    count = rows.sum().to(x.dtype) * per_row
-    mean = (x * weight).sum(dims) / count
+    count = rows.sum().to(x.dtype) * x[0, 0].numel()
+    mean = (x * weight).sum(dims) / count.clamp(min=1)
     centred = x - mean.view(shape)
-    var = (centred.square() * weight).sum(dims) / count
+    var = (centred.square() * weight).sum(dims) / count.clamp(min=1)
     y = centred * torch.rsqrt(var + norm.eps).view(shape)
+    tracked = norm.track_running_stats and norm.running_mean is not None
+    if tracked:
+        batch = count > 1
+        frozen = (x - norm.running_mean.to(x.dtype).view(shape)) * torch.rsqrt(
+            norm.running_var.to(x.dtype) + norm.eps).view(shape)
+        y = torch.where(batch, y, frozen)
     if norm.affine:
         y = y * norm.weight.view(shape) + norm.bias.view(shape)
-    if norm.training and norm.track_running_stats:
+    if norm.training and tracked:
         with torch.no_grad():
-            norm.num_batches_tracked.add_(1)
-            factor = (1.0 / norm.num_batches_tracked.to(x.dtype) if norm.momentum is None
+            norm.num_batches_tracked.add_(batch.to(norm.num_batches_tracked.dtype))
+            factor = (1.0 / norm.num_batches_tracked.clamp(min=1).to(x.dtype) if norm.momentum is None
                       else torch.tensor(norm.momentum, dtype=x.dtype, device=x.device))
+            factor = torch.where(batch, factor, torch.zeros_like(factor))
             unbiased = var.detach() * count / (count - 1).clamp(min=1)
             norm.running_mean.mul_(1 - factor).add_(mean.detach().to(norm.running_mean.dtype) * factor)
             norm.running_var.mul_(1 - factor).add_(unbiased.to(norm.running_var.dtype) * factor)

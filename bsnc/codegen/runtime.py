@@ -33,7 +33,7 @@ MODES = ("sample", "full", "deterministic", "mask")
 # on this project's CPU (2 cores, oneDNN) dense-masked was slower at every share below 1, so
 # partial edges gather. No GPU was measured; BSNC_DENSE_THRESHOLD (a share, or "never") or a
 # model's ``dense_threshold`` attribute sets it.
-DENSE_THRESHOLD: dict[str, float | None] = {"cpu": None}
+DENSE_THRESHOLD: dict[str, float | str | None] = {"cpu": None}
 DEFAULT_LOGIT = 3.0  # sigmoid(3) ~ 0.95, the paper's initialisation
 
 
@@ -74,6 +74,7 @@ class Structure:
         self.output_index = output_index
         self.edge_src = torch.tensor(list(edge_src), dtype=torch.long)
         self.edge_dst = torch.tensor(list(edge_dst), dtype=torch.long)
+        self.src_list, self.dst_list = [int(v) for v in edge_src], [int(v) for v in edge_dst]
         self.stochastic = torch.tensor(list(stochastic), dtype=torch.bool)
         self.stochastic_index = torch.nonzero(self.stochastic).flatten()
         # edges grouped by destination layer (canonical order is by destination already)
@@ -337,12 +338,18 @@ def _as_batch_mask(mask: torch.Tensor, batch: int, n_edges: int, device: torch.d
     return mask
 
 
-def dense_threshold(device: torch.device) -> float | None:
-    """The share of a source's rows from which edges run dense-masked on ``device`` (None: never)."""
+def dense_threshold(device: torch.device) -> float | str | None:
+    """The share of a source's rows from which edges run dense-masked on ``device``; None: never;
+    ``"always"``: every edge, with no host synchronisation (:class:`DenseExecutor`)."""
     value = os.environ.get("BSNC_DENSE_THRESHOLD")
     if value is None:
         return DENSE_THRESHOLD.get(device.type)
-    return None if value == "never" else float(value)
+    if value in ("never", "always"):
+        return None if value == "never" else value
+    share = float(value)
+    if not 0 <= share <= 1:
+        raise ValueError(f"BSNC_DENSE_THRESHOLD={value}: expected a share from 0 to 1, never or always")
+    return share
 
 
 class Executor:
@@ -375,8 +382,8 @@ class Executor:
         self._sizes: list[int] = present.sum(dim=0).tolist()
         self._rows_of_layer: dict[int, torch.Tensor] = {}
         self._positions: dict[tuple[int, int], torch.Tensor | None] = {}
-        self._src = structure.edge_src.tolist()
-        self._dst = structure.edge_dst.tolist()
+        self._src = structure.src_list
+        self._dst = structure.dst_list
         self.dense = dense
         self.strategy: dict[int, str] = {}
         self._owned: torch.Tensor | None = None  # the last sum this executor allocated
@@ -489,13 +496,111 @@ class Executor:
         return acc.new_zeros((self.batch,) + tuple(acc.shape[1:])).index_copy(0, rows, acc)
 
 
-def _incidence(structure: Structure) -> torch.Tensor:
-    """[E, L] float: edge e enters layer l. Cached on the structure."""
-    cached = getattr(structure, "_incidence", None)
+class DenseExecutor:
+    """Runs every edge dense-masked on every row of the batch, with no host synchronisation.
+
+    Layers hold every row; an edge's module runs on all of them, its batch norms over the edge's
+    active rows only (:func:`~bsnc.codegen.masked.masked_forward`), and the rows where it is off
+    are set to zero. No shape depends on the sampled architectures, so nothing is read back to
+    the host: this is the executor for ``dense_threshold = "always"`` (a GPU that should not
+    wait for the host). It costs the full super network's arithmetic, like the paper's
+    strategy. A module that :func:`~bsnc.codegen.masked.eligible` does not accept (a user's
+    primitive, dropout) runs on its gathered rows, which needs one synchronisation for it.
+    """
+
+    def __init__(self, arch: Architecture, batch: int, structure: Structure):
+        self.batch = batch
+        self.structure = structure
+        self._active = arch.active
+        self._present = (arch.active.to(torch.float32) @ _incidence(structure, arch.active.device)) > 0
+        self._reached = ~arch.inconsistent
+        self._src = structure.src_list
+        self._dst = structure.dst_list
+        self._layer: int | None = None  # the destination of the edges last run, for ``post``
+        self.strategy: dict[int, str] = {}
+
+    def _keep(self, rows: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``y`` on ``rows`` ([B] bool), zeros elsewhere (``where``: garbage rows may be anything)."""
+        return torch.where(rows.view((-1,) + (1,) * (y.dim() - 1)), y, torch.zeros((), dtype=y.dtype, device=y.device))
+
+    def _apply(self, edge: int, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        rows = self._active[:, edge]
+        if eligible(module):
+            self.strategy[edge] = "dense"
+            return self._keep(rows, masked_forward(module, x, rows))
+        self.strategy[edge] = "gather"
+        take = torch.nonzero(rows).flatten()
+        if take.numel() == 0:
+            return None
+        y = _single_row(module, x.index_select(0, take)) if take.numel() == 1 and module.training \
+            else run_on_rows(module, x, take)
+        return add_rows(y.new_zeros((self.batch,) + tuple(y.shape[1:])), take, y, inplace=True)
+
+    def run(self, edge: int, module: nn.Module, x: torch.Tensor | None, acc: torch.Tensor | None) -> torch.Tensor | None:
+        """``acc`` plus the edge's output on its active rows."""
+        self._layer = self._dst[edge]
+        if x is None:
+            return acc
+        y = self._apply(edge, module, x)
+        if y is None:
+            return acc
+        if acc is None:
+            return y
+        if acc.dtype != y.dtype:  # under autocast, edges may differ in precision
+            dtype = torch.promote_types(acc.dtype, y.dtype)
+            acc, y = acc.to(dtype), y.to(dtype)
+        return acc + y
+
+    def mean(self, acc: torch.Tensor | None, incoming: Sequence[int]) -> torch.Tensor | None:
+        """Mean aggregation: divide each row by its number of active incoming edges."""
+        if acc is None:
+            return None
+        count = self._active[:, list(incoming)].sum(dim=1).clamp(min=1).to(acc.dtype)
+        return acc / count.view((-1,) + (1,) * (acc.dim() - 1))
+
+    def place(self, edge: int, module: nn.Module, x: torch.Tensor | None, acc: torch.Tensor | None,
+              offset: int, shape: Sequence[int]) -> torch.Tensor | None:
+        """Concatenation: the edge's output in its channels from ``offset``; zeros elsewhere."""
+        self._layer = self._dst[edge]
+        if x is None:
+            return acc
+        y = self._apply(edge, module, x)
+        if y is None:
+            return acc
+        if acc is None:
+            acc = y.new_zeros((self.batch,) + tuple(shape))
+        elif acc.dtype != y.dtype:
+            dtype = torch.promote_types(acc.dtype, y.dtype)
+            acc, y = acc.to(dtype), y.to(dtype)
+        acc.narrow(1, offset, y.shape[1]).copy_(y)
+        return acc
+
+    def post(self, module: nn.Module, acc: torch.Tensor | None) -> torch.Tensor | None:
+        """The layer's post-operation, batch norms over the layer's present rows."""
+        if acc is None:
+            return None
+        rows = self._present[:, self._layer]
+        if eligible(module):
+            return self._keep(rows, masked_forward(module, acc, rows))
+        take = torch.nonzero(rows).flatten()  # one synchronisation, as for an edge's module
+        return add_rows(acc.new_zeros(acc.shape), take, module(acc.index_select(0, take)), inplace=True)
+
+    def output(self, acc: torch.Tensor | None, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+        """The output for every row: zeros for the inconsistent examples."""
+        if acc is None:
+            return like.new_zeros((self.batch,) + tuple(shape))
+        return self._keep(self._reached, acc)
+
+
+def _incidence(structure: Structure, device: torch.device | None = None) -> torch.Tensor:
+    """[E, L] float: edge e enters layer l. Cached on the structure, per device."""
+    cache = structure.__dict__.setdefault("_incidence", {})
+    key = torch.device("cpu") if device is None else device
+    cached = cache.get(key)
     if cached is None:
         cached = torch.zeros((structure.n_edges, structure.n_layers))
         cached[torch.arange(structure.n_edges), structure.edge_dst] = 1.0
-        structure._incidence = cached
+        cached = cache[key] = cached.to(key)
     return cached
 
 
@@ -563,7 +668,8 @@ class StochasticSuperNetwork(nn.Module):
         self.mask: torch.Tensor | None = None
         self.generator: torch.Generator | None = None
         self.last: Architecture | None = None
-        self.dense_threshold: float | None | str = "device"  # "device": dense_threshold(the input's device)
+        # "device": dense_threshold(the input's device); a share, None (never) or "always"
+        self.dense_threshold: float | str | None = "device"
         self.last_strategy: dict[int, str] = {}
 
     @property
@@ -603,7 +709,8 @@ class StochasticSuperNetwork(nn.Module):
                                    self.mask, self.generator)
         self.last = arch
         dense = dense_threshold(x.device) if self.dense_threshold == "device" else self.dense_threshold
-        executor = Executor(arch, batch, self.structure, dense)
+        executor = (DenseExecutor(arch, batch, self.structure) if dense == "always"
+                    else Executor(arch, batch, self.structure, dense))
         self.last_strategy = executor.strategy  # filled as the pass runs: edge index -> strategy
         return executor
 
