@@ -162,3 +162,19 @@ def test_the_sync_free_executor_reads_nothing_back_to_the_host(monkeypatch):
         patch.setattr(torch.Tensor, "cpu", forbidden("Tensor.cpu"))
         with pytest.raises(AssertionError, match="Tensor.cpu reads a device value"):
             module(x)  # the compact executor learns its row counts once per pass
+
+
+@pytest.mark.parametrize("rows", [ROWS, torch.tensor([False] * 8 + [True])], ids=["batch", "one-value"])
+def test_masked_batch_norm_gradients_are_exact(rows):
+    norm = nn.BatchNorm1d(3).double().train()
+    with torch.no_grad():
+        norm.running_mean.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        norm.running_var.copy_(torch.tensor([1.5, 0.5, 2.0]))
+    x = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: masked_batch_norm(norm, x, rows),
+                                    (x, norm.weight, norm.bias))
+    if rows.sum() == 1:  # a single value per channel: the running statistics, left unchanged
+        before = norm.running_mean.clone()
+        expected = (x - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps) * norm.weight + norm.bias
+        assert torch.allclose(masked_batch_norm(norm, x, rows), expected, atol=1e-12)
+        assert torch.equal(norm.running_mean, before)

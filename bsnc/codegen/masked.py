@@ -87,29 +87,63 @@ def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, ro
     made on the device: no host round trip."""
     if norm.weight is not None:  # under autocast, x may be float16: normalise in the weights' precision
         x = x.to(torch.promote_types(x.dtype, norm.weight.dtype))
-    shape = (1, -1) + (1,) * (x.dim() - 2)
-    dims = [0] + list(range(2, x.dim()))
-    weight = rows.to(x.dtype).view((-1,) + (1,) * (x.dim() - 1))
-    count = rows.sum().to(x.dtype) * x[0, 0].numel()
-    mean = (x * weight).sum(dims) / count.clamp(min=1)
-    centred = x - mean.view(shape)
-    var = (centred.square() * weight).sum(dims) / count.clamp(min=1)
-    y = centred * torch.rsqrt(var + norm.eps).view(shape)
     tracked = norm.track_running_stats and norm.running_mean is not None
-    if tracked:
-        batch = count > 1
-        frozen = (x - norm.running_mean.to(x.dtype).view(shape)) * torch.rsqrt(
-            norm.running_var.to(x.dtype) + norm.eps).view(shape)
-        y = torch.where(batch, y, frozen)
-    if norm.affine:
-        y = y * norm.weight.view(shape) + norm.bias.view(shape)
+    y, mean, var, count = _MaskedBatchNorm.apply(x, rows, norm.weight, norm.bias,
+                                                 norm.running_mean if tracked else None,
+                                                 norm.running_var if tracked else None, norm.eps)
     if norm.training and tracked:
         with torch.no_grad():
+            batch = count > 1
             norm.num_batches_tracked.add_(batch.to(norm.num_batches_tracked.dtype))
             factor = (1.0 / norm.num_batches_tracked.clamp(min=1).to(x.dtype) if norm.momentum is None
                       else torch.tensor(norm.momentum, dtype=x.dtype, device=x.device))
             factor = torch.where(batch, factor, torch.zeros_like(factor))
-            unbiased = var.detach() * count / (count - 1).clamp(min=1)
-            norm.running_mean.mul_(1 - factor).add_(mean.detach().to(norm.running_mean.dtype) * factor)
+            unbiased = var * count / (count - 1).clamp(min=1)
+            norm.running_mean.mul_(1 - factor).add_(mean.to(norm.running_mean.dtype) * factor)
             norm.running_var.mul_(1 - factor).add_(unbiased.to(norm.running_var.dtype) * factor)
     return y
+
+
+class _MaskedBatchNorm(torch.autograd.Function):
+    """Batch norm over the masked rows, in one node that saves what torch's own saves (the input
+    and the per-channel statistics), not every intermediate of the formula. Returns the output
+    and, without gradients, the batch mean, biased variance and number of values."""
+
+    @staticmethod
+    def forward(ctx, x, rows, weight, bias, running_mean, running_var, eps):
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        dims = [0] + list(range(2, x.dim()))
+        mask = rows.to(x.dtype).view((-1,) + (1,) * (x.dim() - 1))
+        count = rows.sum().to(x.dtype) * x[0, 0].numel()
+        n = count.clamp(min=1)
+        mean = (x * mask).sum(dims) / n
+        var = ((x - mean.view(shape)).square() * mask).sum(dims) / n
+        invstd = torch.rsqrt(var + eps)
+        batch = torch.ones((), dtype=x.dtype, device=x.device)
+        if running_mean is not None:  # one value per channel or none: the running statistics
+            batch = (count > 1).to(x.dtype)
+            mean_used = torch.where(batch > 0, mean, running_mean.to(x.dtype))
+            invstd = torch.where(batch > 0, invstd, torch.rsqrt(running_var.to(x.dtype) + eps))
+        else:
+            mean_used = mean
+        y = (x - mean_used.view(shape)) * invstd.view(shape)
+        if weight is not None:
+            y = y * weight.view(shape) + bias.view(shape)
+        ctx.save_for_backward(x, mask, weight, mean_used, invstd, batch, n)
+        ctx.mark_non_differentiable(mean, var, count)
+        return y, mean, var, count
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy, _mean, _var, _count):
+        x, mask, weight, mean, invstd, batch, n = ctx.saved_tensors
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        dims = [0] + list(range(2, x.dim()))
+        xhat = (x - mean.view(shape)) * invstd.view(shape)
+        g = dy if weight is None else dy * weight.view(shape)
+        # x's own term, then the statistics' (which only the masked rows feed)
+        coupling = (g.sum(dims).view(shape) + xhat * (g * xhat).sum(dims).view(shape)) * (invstd * batch / n).view(shape)
+        dx = g * invstd.view(shape) - mask * coupling
+        dweight = (dy * xhat).sum(dims) if weight is not None and ctx.needs_input_grad[2] else None
+        dbias = dy.sum(dims) if weight is not None and ctx.needs_input_grad[3] else None
+        return dx, None, dweight, dbias, None, None, None

@@ -576,12 +576,14 @@ class DenseExecutor:
         return acc
 
     def post(self, module: nn.Module, acc: torch.Tensor | None) -> torch.Tensor | None:
-        """The layer's post-operation, batch norms over the layer's present rows."""
+        """The layer's post-operation, batch norms over the layer's present rows. Its other rows
+        are left as they come out (every reader keeps only its own active rows, which are
+        present here): zeroing them would keep a second copy of the layer for backward."""
         if acc is None:
             return None
         rows = self._present[:, self._layer]
         if eligible(module):
-            return self._keep(rows, masked_forward(module, acc, rows))
+            return masked_forward(module, acc, rows)
         take = torch.nonzero(rows).flatten()  # one synchronisation, as for an edge's module
         return add_rows(acc.new_zeros(acc.shape), take, module(acc.index_select(0, take)), inplace=True)
 
