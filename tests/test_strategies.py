@@ -178,3 +178,17 @@ def test_masked_batch_norm_gradients_are_exact(rows):
         expected = (x - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps) * norm.weight + norm.bias
         assert torch.allclose(masked_batch_norm(norm, x, rows), expected, atol=1e-12)
         assert torch.equal(norm.running_mean, before)
+
+
+@pytest.mark.parametrize("threshold", [None, "always"], ids=["compact", "sync-free"])
+def test_both_executors_train_under_autocast(threshold):
+    """Mixed precision (CUDA's float16 is not here: the CPU's bfloat16 takes the same paths)."""
+    network, module = build(FABRICS / "cnf.bsn", W=3, C=4, size=8)
+    module.train().set_mode("sample")
+    module.dense_threshold = threshold
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module(input_for(network, 8))
+    out.float().sum().backward()
+    assert torch.isfinite(out.float()).all()
+    grads = [p.grad for p in module.edges.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
