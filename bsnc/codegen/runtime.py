@@ -433,9 +433,7 @@ class Executor:
         if n == 0 or x is None:
             return acc
         y = self._apply(edge, module, x)
-        if acc is not None and acc.dtype != y.dtype:  # under autocast, edges may differ in precision
-            dtype = torch.promote_types(acc.dtype, y.dtype)
-            acc, y = acc.to(dtype), y.to(dtype)
+        acc, y = _same_precision(acc, y)
         put = self._position(edge, self._dst[edge])
         # a sum this executor allocated is added to in place; a module's output never is (its
         # module may have saved it for backward, and an in-place change would corrupt that)
@@ -468,11 +466,9 @@ class Executor:
         if n == 0 or x is None:
             return acc
         y = self._apply(edge, module, x)
+        acc, y = _same_precision(acc, y)
         if acc is None:
             acc = y.new_zeros((self._sizes[self._dst[edge]],) + tuple(shape))
-        elif acc.dtype != y.dtype:  # under autocast, edges may differ in precision
-            dtype = torch.promote_types(acc.dtype, y.dtype)
-            acc, y = acc.to(dtype), y.to(dtype)
         slot = acc.narrow(1, offset, y.shape[1])
         put = self._position(edge, self._dst[edge])
         if put is None:
@@ -536,20 +532,17 @@ class DenseExecutor:
             else run_on_rows(module, x, take)
         return add_rows(y.new_zeros((self.batch,) + tuple(y.shape[1:])), take, y, inplace=True)
 
+    def _output(self, edge: int, module: nn.Module, x: torch.Tensor | None) -> torch.Tensor | None:
+        self._layer = self._dst[edge]
+        return None if x is None else self._apply(edge, module, x)
+
     def run(self, edge: int, module: nn.Module, x: torch.Tensor | None, acc: torch.Tensor | None) -> torch.Tensor | None:
         """``acc`` plus the edge's output on its active rows."""
-        self._layer = self._dst[edge]
-        if x is None:
-            return acc
-        y = self._apply(edge, module, x)
+        y = self._output(edge, module, x)
         if y is None:
             return acc
-        if acc is None:
-            return y
-        if acc.dtype != y.dtype:  # under autocast, edges may differ in precision
-            dtype = torch.promote_types(acc.dtype, y.dtype)
-            acc, y = acc.to(dtype), y.to(dtype)
-        return acc + y
+        acc, y = _same_precision(acc, y)
+        return y if acc is None else acc + y
 
     def mean(self, acc: torch.Tensor | None, incoming: Sequence[int]) -> torch.Tensor | None:
         """Mean aggregation: divide each row by its number of active incoming edges."""
@@ -561,17 +554,12 @@ class DenseExecutor:
     def place(self, edge: int, module: nn.Module, x: torch.Tensor | None, acc: torch.Tensor | None,
               offset: int, shape: Sequence[int]) -> torch.Tensor | None:
         """Concatenation: the edge's output in its channels from ``offset``; zeros elsewhere."""
-        self._layer = self._dst[edge]
-        if x is None:
-            return acc
-        y = self._apply(edge, module, x)
+        y = self._output(edge, module, x)
         if y is None:
             return acc
+        acc, y = _same_precision(acc, y)
         if acc is None:
             acc = y.new_zeros((self.batch,) + tuple(shape))
-        elif acc.dtype != y.dtype:
-            dtype = torch.promote_types(acc.dtype, y.dtype)
-            acc, y = acc.to(dtype), y.to(dtype)
         acc.narrow(1, offset, y.shape[1]).copy_(y)
         return acc
 
@@ -592,6 +580,14 @@ class DenseExecutor:
         if acc is None:
             return like.new_zeros((self.batch,) + tuple(shape))
         return self._keep(self._reached, acc)
+
+
+def _same_precision(acc: torch.Tensor | None, y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Under autocast, edges may differ in precision: a sum is taken in the wider one."""
+    if acc is None or acc.dtype == y.dtype:
+        return acc, y
+    dtype = torch.promote_types(acc.dtype, y.dtype)
+    return acc.to(dtype), y.to(dtype)
 
 
 def _incidence(structure: Structure, device: torch.device | None = None) -> torch.Tensor:
