@@ -8,7 +8,7 @@ from torch import nn
 
 from bsnc.codegen.gather import GatheredConv, add_rows, run_on_rows
 from bsnc.codegen.reference import reference_forward
-from tests.helpers import FABRICS, build, input_for
+from tests.helpers import FABRICS, build, build_text, input_for
 
 CONVS = [
     (nn.Conv1d(3, 4, 3, padding=1), (7, 3, 9)),
@@ -159,8 +159,23 @@ def test_adding_rows_is_index_add_with_exact_gradients_and_keeps_no_copy_of_the_
         assert torch.equal(add_rows(base.detach().clone(), rows, y, inplace=inplace), base.index_add(0, rows, y))
 
 
+@pytest.mark.parametrize("inplace", [False, True])
+def test_adding_rows_into_channels_writes_a_concat_slot_with_exact_gradients(inplace):
+    rows = torch.tensor([3, 1])
+    y = torch.randn(2, 2, 3, dtype=torch.float64, requires_grad=True)
+    base = torch.randn(5, 6, 3, dtype=torch.float64, requires_grad=True)
+
+    def ours(base, y):
+        return add_rows(base * 1.0, rows, y, inplace=inplace, channels=3)
+    assert torch.autograd.gradcheck(ours, (base, y))
+    expected = base.detach().clone()
+    expected[:, 3:5].index_add_(0, rows, y.detach())
+    assert torch.equal(ours(base, y).detach(), expected)
+
+
 def test_an_executor_keeps_no_copy_of_an_edges_output_for_its_scatter():
-    """At γ = 0.95 most edges are partial: their scatter used to keep every output once more."""
+    """At γ = 0.95 most edges are partial: their scatter used to keep every output once more
+    (torch's index_add saves its source)."""
     torch.manual_seed(4)
     network, module = build(FABRICS / "cnf.bsn", W=3, C=3, size=8)
     module.train().set_mode("mask", torch.rand(16, len(network.edges)) < 0.8)
@@ -174,4 +189,38 @@ def test_an_executor_keeps_no_copy_of_an_edges_output_for_its_scatter():
         names.add(type(fn).__name__)
         todo.extend(f for f, _ in fn.next_functions)
     assert "IndexAddBackward0" not in names and "RowsAddBackward" in names, names
+    out.sum().backward()
+
+
+CONCAT = """
+network t(C: int = 2) {
+    input x : [2, 4, 4]
+    layer a : [C, 4, 4] post relu
+    layer c : [2 * C, 4, 4] aggregate concat
+    output y : [5]
+    fixed x -> a : conv(C, k=1)
+    a -> c as p : identity
+    a -> c as q : identity
+    fixed c -> y : global_avgpool >> linear(5)
+}
+"""
+
+
+def test_a_concatenation_keeps_no_copy_of_its_partial_inputs():
+    """Identity edges save nothing: any saved map of a partial edge's rows would be its slot's."""
+    network, module = build_text(CONCAT)
+    proposal = torch.ones(16, len(network.edges), dtype=torch.bool)
+    proposal[::2, 1] = False  # p on half the rows
+    proposal[1::4, 2] = False  # q on three quarters, never off where p is
+    module.train().set_mode("mask", proposal)
+    shapes: list[tuple[int, ...]] = []
+
+    def pack(t: torch.Tensor):
+        shapes.append(tuple(t.shape))
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = module(input_for(network, 16))
+    assert module.last_strategy == {0: "all", 1: "gather", 2: "gather", 3: "all"}
+    partial = [s for s in shapes if s[1:] == (2, 4, 4) and s[0] < 16]
+    assert (16, 2, 4, 4) in shapes and not partial, shapes  # whole maps: the stem's input, a's ReLU output
     out.sum().backward()

@@ -88,26 +88,40 @@ def run_on_rows(module: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch
 class RowsAdd(torch.autograd.Function):
     """``acc.index_add(0, rows, y)`` that saves ``rows`` alone for backward: torch's own
     ``index_add`` keeps ``y`` (for its shape), a copy of every partial edge's output. With
-    ``inplace``, ``acc`` (which the caller owns: no other node saved it) is added to in place."""
+    ``inplace``, ``acc`` (which the caller owns: no other node saved it) is added to in place;
+    with ``channels``, ``y`` goes into ``acc``'s channels from that one on."""
 
     @staticmethod
-    def forward(ctx, acc: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, inplace: bool) -> torch.Tensor:
+    def forward(ctx, acc: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, inplace: bool,
+                channels: int | None) -> torch.Tensor:
         ctx.save_for_backward(rows)
+        ctx.channels, ctx.width = channels, y.shape[1] if y.dim() > 1 else 0
         if inplace:
             ctx.mark_dirty(acc)
-            return acc.index_add_(0, rows, y)
-        return acc.index_add(0, rows, y)
+        else:
+            acc = acc.clone()
+        target = acc if channels is None else acc.narrow(1, channels, y.shape[1])
+        target.index_add_(0, rows, y)
+        return acc
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         (rows,) = ctx.saved_tensors
-        want_acc, _, want_y, _ = ctx.needs_input_grad
-        return grad if want_acc else None, None, grad.index_select(0, rows) if want_y else None, None
+        want_acc, _, want_y, _, _ = ctx.needs_input_grad
+        grad_y = None
+        if want_y:
+            part = grad if ctx.channels is None else grad.narrow(1, ctx.channels, ctx.width)
+            grad_y = part.index_select(0, rows)
+        return grad if want_acc else None, None, grad_y, None, None
 
 
-def add_rows(acc: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """``acc`` plus ``y`` on its rows ``rows`` (:class:`RowsAdd` when gradients are recorded)."""
+def add_rows(acc: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, inplace: bool = False,
+             channels: int | None = None) -> torch.Tensor:
+    """``acc`` plus ``y`` on its rows ``rows`` (from channel ``channels`` on, when given), through
+    :class:`RowsAdd` when gradients are recorded."""
     if not (torch.is_grad_enabled() and (acc.requires_grad or y.requires_grad)):
-        return acc.index_add_(0, rows, y) if inplace else acc.index_add(0, rows, y)
-    return RowsAdd.apply(acc, rows, y, inplace)
+        acc = acc if inplace else acc.clone()
+        (acc if channels is None else acc.narrow(1, channels, y.shape[1])).index_add_(0, rows, y)
+        return acc
+    return RowsAdd.apply(acc, rows, y, inplace, channels)

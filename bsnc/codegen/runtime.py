@@ -469,13 +469,13 @@ class Executor:
         acc, y = _same_precision(acc, y)
         if acc is None:
             acc = y.new_zeros((self._sizes[self._dst[edge]],) + tuple(shape))
-        slot = acc.narrow(1, offset, y.shape[1])
         put = self._position(edge, self._dst[edge])
         if put is None:
-            slot.copy_(y)
-        else:
-            slot.index_copy_(0, put, y)
-        return acc
+            acc.narrow(1, offset, y.shape[1]).copy_(y)
+            return acc
+        # the slot's rows are still zeros (each edge has its own channels): adding is writing,
+        # and add_rows keeps only the indices for backward where index_copy_ would keep y
+        return add_rows(acc, put, y, inplace=True, channels=offset)
 
     @staticmethod
     def post(module: nn.Module, acc: torch.Tensor | None) -> torch.Tensor | None:
@@ -489,7 +489,7 @@ class Executor:
         if self._sizes[out_layer] == self.batch:
             return acc
         rows = self._layer_rows(out_layer).to(acc.device, non_blocking=True)
-        return acc.new_zeros((self.batch,) + tuple(acc.shape[1:])).index_copy(0, rows, acc)
+        return add_rows(acc.new_zeros((self.batch,) + tuple(acc.shape[1:])), rows, acc, inplace=True)
 
 
 class DenseExecutor:
