@@ -192,3 +192,80 @@ def test_both_executors_train_under_autocast(threshold):
     assert torch.isfinite(out.float()).all()
     grads = [p.grad for p in module.edges.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+# an identity edge hands its source's value (a sum, as `a` has no post-op) to the next layer as
+# is: that value must never be added to in place for the next layer
+ALIAS = """
+network t() {
+    input x : [2, 4, 4]
+    layer a : [2, 4, 4]
+    layer b : [2, 4, 4]
+    layer c : [2, 4, 4]
+    output y : [2, 4, 4]
+    x -> a as p : conv(2, k=1)
+    x -> a as q : conv(2, k=3)
+    a -> c as skip : identity
+    fixed a -> b : conv(2, k=1)
+    b -> c : identity
+    a -> y as late : conv(2, k=1)
+    fixed c -> y : identity
+}
+"""
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+def test_a_value_handed_on_by_an_identity_edge_is_never_summed_into(train):
+    from bsnc.codegen.reference import reference_forward
+
+    network, module = build_text(ALIAS)
+    module = module.double().train(train)
+    module.set_mode("full")
+    x = input_for(network, 3, torch.float64)
+    out = module(x)
+    expected = reference_forward(network, module, x, module.last.active)
+    assert torch.allclose(out, expected, rtol=0, atol=1e-12)
+    ours = torch.autograd.grad(out.sum(), list(module.edges.parameters()))  # would raise if `a` were changed
+    theirs = torch.autograd.grad(expected.sum(), list(module.edges.parameters()))
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(ours, theirs))
+
+
+def test_one_active_row_takes_batch_statistics_where_there_are_several_values_in_every_strategy():
+    """conv >> bn (16 values a channel: batch statistics) >> ... >> bn on a vector (one value:
+    running statistics, left unchanged), on the one row where the edge is active."""
+    network, module = build_text("""
+network s() {
+    input x : [2, 4, 4]
+    output y : [5]
+    x -> y as a : conv(3) >> bn >> global_avgpool >> linear(5) >> bn
+    x -> y as b : global_avgpool >> linear(5)
+}
+""")
+    module = module.double().train()
+    x = torch.randn(4, 2, 4, 4, dtype=torch.float64)
+    proposal = torch.tensor([[1, 1], [0, 1], [0, 1], [0, 1]], dtype=torch.bool)
+    reference = copy.deepcopy(module)
+    edge = reference.edges["x__y__a"]
+    edge[4].eval()
+    expected = edge(x[:1]) + reference.edges["x__y__b"](x[:1])
+    for threshold in (None, 0.0, "always"):
+        run = copy.deepcopy(module)
+        run.dense_threshold = threshold
+        run.set_mode("mask", proposal)
+        out = run(x)
+        assert torch.allclose(out[0], expected[0], atol=1e-12), threshold
+        assert int(run.edges["x__y__a"][4].num_batches_tracked) == 0, "the vector's batch norm took no statistics"
+        assert torch.allclose(run.edges["x__y__a"][1].running_mean, edge[1].running_mean, atol=1e-12)
+
+
+def test_masked_batch_norm_creates_no_tensor_from_host_numbers(monkeypatch):
+    """torch.tensor(number, device=cuda) copies to the GPU and waits: not in the sync-free path."""
+    norm = nn.BatchNorm2d(3).train()
+    x = torch.randn(9, 3, 4, 4)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("torch.tensor called")
+    monkeypatch.setattr(torch, "tensor", forbidden)
+    masked_batch_norm(norm, x, ROWS)
+    norm.momentum = None
+    masked_batch_norm(norm, x, ROWS)

@@ -93,11 +93,11 @@ def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, ro
                                                  norm.running_var if tracked else None, norm.eps)
     if norm.training and tracked:
         with torch.no_grad():
-            batch = count > 1
+            batch = (count > 1).to(x.dtype)
             norm.num_batches_tracked.add_(batch.to(norm.num_batches_tracked.dtype))
-            factor = (1.0 / norm.num_batches_tracked.clamp(min=1).to(x.dtype) if norm.momentum is None
-                      else torch.tensor(norm.momentum, dtype=x.dtype, device=x.device))
-            factor = torch.where(batch, factor, torch.zeros_like(factor))
+            # Python scalars, not new tensors: copying a number to a GPU would synchronise
+            factor = batch * (norm.momentum if norm.momentum is not None
+                              else 1.0 / norm.num_batches_tracked.clamp(min=1).to(x.dtype))
             unbiased = var * count / (count - 1).clamp(min=1)
             norm.running_mean.mul_(1 - factor).add_(mean.to(norm.running_mean.dtype) * factor)
             norm.running_var.mul_(1 - factor).add_(unbiased.to(norm.running_var.dtype) * factor)

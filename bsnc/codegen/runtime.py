@@ -386,7 +386,9 @@ class Executor:
         self._dst = structure.dst_list
         self.dense = dense
         self.strategy: dict[int, str] = {}
-        self._owned: torch.Tensor | None = None  # the last sum this executor allocated
+        # the last sum this executor allocated, and for which layer: an identity edge hands its
+        # source's value on as is, so a tensor is only ever added to in place for its own layer
+        self._owned: tuple[int, torch.Tensor] | None = None
 
     def _layer_rows(self, layer: int) -> torch.Tensor:
         rows = self._rows_of_layer.get(layer)
@@ -437,7 +439,8 @@ class Executor:
         put = self._position(edge, self._dst[edge])
         # a sum this executor allocated is added to in place; a module's output never is (its
         # module may have saved it for backward, and an in-place change would corrupt that)
-        owned = acc is not None and acc is self._owned
+        dst = self._dst[edge]
+        owned = acc is not None and self._owned is not None and self._owned[0] == dst and acc is self._owned[1]
         if put is None:
             if acc is None:
                 return y
@@ -446,7 +449,7 @@ class Executor:
             if acc is None:
                 acc, owned = y.new_zeros((self._sizes[self._dst[edge]],) + tuple(y.shape[1:])), True
             total = add_rows(acc, put, y, inplace=owned)
-        self._owned = total
+        self._owned = (dst, total)
         return total
 
     def mean(self, acc: torch.Tensor | None, incoming: Sequence[int]) -> torch.Tensor | None:
@@ -607,8 +610,12 @@ _BATCH_NORMS: "weakref.WeakKeyDictionary[nn.Module, list[nn.Module]]" = weakref.
 
 def _single_row(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Run ``module`` on one example in training. A batch norm that sees a single value per
-    channel (one row of a vector or of a 1x1 map) has no batch statistics to take, so then the
-    module's batch norms use, and leave unchanged, their running statistics."""
+    channel (one row of a vector or of a 1x1 map) has no batch statistics to take, so it uses,
+    and leaves unchanged, its running statistics; one that sees more takes batch statistics, as
+    the dense-masked strategy does (a module bsnc cannot prove row-wise: all its batch norms,
+    once one of them has none)."""
+    if eligible(module):
+        return masked_forward(module, x, torch.ones(1, dtype=torch.bool, device=x.device))
     try:
         return module(x)
     except ValueError as exc:
