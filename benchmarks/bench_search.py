@@ -10,6 +10,10 @@ Three contenders train CNF W=8 (batch 64, 32x32, two threads) one step at a time
 * ``sync-free`` (with ``--sync-free``, and always on CUDA): bsnc with ``dense_threshold =
   "always"``, the executor that reads nothing back to the host (every edge dense-masked).
 
+Every contender runs in ``--layout`` (channels-last by default, as ``bsnc train`` does), so that
+ratios compare like with like; with channels-last, ``paper-contiguous`` also runs the paper's
+strategy in the layout its code used (PyTorch's default), for the record.
+
 Scenarios: ``gamma95`` (γ = 0.95 on every edge, each example its own architecture),
 ``independent25`` (the uniform γ at which sampled architectures hold ~25% of the MACs) and
 ``converged25`` (Γ saturated on one architecture holding ~25% of the MACs).
@@ -110,18 +114,24 @@ def _status_mb(field: str) -> float:
     return float("nan")
 
 
-def _setup(contender: str, channels: int, scenario: str, gamma: float, mask: list[bool], device: torch.device):
+LAYOUTS = {"channels-last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+def _setup(contender: str, channels: int, scenario: str, gamma: float, mask: list[bool], device: torch.device,
+           layout: str = "channels-last"):
     torch.manual_seed(0)
     network = load_network(CNF_W8, {"C": channels})
+    fmt = LAYOUTS["contiguous" if contender == "paper-contiguous" else layout]
     x, y = torch.randn(BATCH, 3, 32, 32, device=device), torch.randint(0, 10, (BATCH,), device=device)
+    x = x.contiguous(memory_format=fmt)
     if contender == "static":
-        model = compile_network(prune(network, torch.tensor(mask)))().train().to(device)
+        model = compile_network(prune(network, torch.tensor(mask)))().train().to(device, memory_format=fmt)
 
         def step() -> None:
             torch.nn.functional.cross_entropy(model(x), y).backward()
             model.zero_grad(set_to_none=True)
         return step
-    core = compile_network(network)().train().to(device)
+    core = compile_network(network)().train().to(device, memory_format=fmt)
     core.set_mode("sample")
     with torch.no_grad():
         if scenario == "converged25":
@@ -131,11 +141,12 @@ def _setup(contender: str, channels: int, scenario: str, gamma: float, mask: lis
             core.reset_gates(torch.logit(torch.tensor(gamma)).item())
     if contender == "sync-free":
         core.dense_threshold = "always"
-    model = PaperStrategy(core) if contender == "paper" else core
+    paper = contender.startswith("paper")
+    model = PaperStrategy(core) if paper else core
 
     def step() -> None:
         loss = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
-        log_prob = model.log_prob if contender == "paper" else core.last.log_prob
+        log_prob = model.log_prob if paper else core.last.log_prob
         reinforce = ((loss.detach() - loss.detach().mean()) * log_prob).mean()
         (loss.mean() + reinforce).backward()
         core.zero_grad(set_to_none=True)
@@ -167,7 +178,7 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     spec = json.loads(Path(args.spec).read_text())
-    step = _setup(args.child, args.channels, args.scenario, spec["gamma"], spec["mask"], device)
+    step = _setup(args.child, args.channels, args.scenario, spec["gamma"], spec["mask"], device, args.layout)
     peak = _first_step_peak_mb(step, device)
     for _ in range(args.warmup - 1):
         step()
@@ -222,7 +233,7 @@ def _one_architecture(network, gamma: float, target: float) -> tuple[list[bool],
 def _run_child(contender: str, scenario: str, channels: int, spec: Path, args, profile: bool = False):
     command = [sys.executable, __file__, "--child", contender, "--scenario", scenario, "--channels", str(channels),
                "--spec", str(spec), "--threads", str(args.threads), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--device", args.device]
+               "--warmup", str(args.warmup), "--device", args.device, "--layout", args.layout]
     command += ["--count-misses"] if profile else []
     env = dict(os.environ)
     if profile:
@@ -236,13 +247,14 @@ def _run_child(contender: str, scenario: str, channels: int, spec: Path, args, p
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _contenders(scenario: str, sync_free: bool = False) -> list[str]:
+def _contenders(scenario: str, sync_free: bool = False, layout: str = "channels-last") -> list[str]:
     return (["bsnc", "paper"] + (["static"] if scenario == "converged25" else [])
+            + (["paper-contiguous"] if layout != "contiguous" and scenario != "converged25" else [])
             + (["sync-free"] if sync_free else []))
 
 
 def parent(args: argparse.Namespace) -> dict:
-    results: dict = {"device": args.device, "threads": args.threads, "batch": BATCH, "rounds": args.repeats, "steps": args.steps,
+    results: dict = {"device": args.device, "layout": args.layout, "threads": args.threads, "batch": BATCH, "rounds": args.repeats, "steps": args.steps,
                      "onednn_primitive_cache_capacity": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "bsnc's"),
                      "warmup": args.warmup,
                      "cases": {}}
@@ -259,10 +271,10 @@ def parent(args: argparse.Namespace) -> dict:
                 results["cases"][f"{scenario}/C={channels}"] = {
                     "gamma": 0.95 if scenario == "gamma95" else gamma,
                     "converged_macs_fraction": fraction if scenario == "converged25" else None,
-                    "runs": {c: [] for c in _contenders(scenario, args.sync_free)}}
+                    "runs": {c: [] for c in _contenders(scenario, args.sync_free, args.layout)}}
         for round_ in range(args.repeats):
             for (scenario, channels), spec in specs.items():
-                order = _contenders(scenario, args.sync_free)
+                order = _contenders(scenario, args.sync_free, args.layout)
                 order = order[round_ % len(order):] + order[:round_ % len(order)]  # rotate who goes first
                 case = results["cases"][f"{scenario}/C={channels}"]
                 for contender in order:
@@ -273,7 +285,7 @@ def parent(args: argparse.Namespace) -> dict:
             for (scenario, channels), spec in specs.items():
                 case = results["cases"][f"{scenario}/C={channels}"]
                 case["cache_misses_per_step"] = {c: _run_child(c, scenario, channels, spec, args, profile=True)
-                                                 for c in _contenders(scenario, args.sync_free)}
+                                                 for c in _contenders(scenario, args.sync_free, args.layout)}
     for case in results["cases"].values():
         runs = case["runs"]
         case["median_ms"] = {c: statistics.median(r["s"] for r in v) * 1e3 for c, v in runs.items()}
@@ -291,7 +303,8 @@ MEMORY_TARGETS = {("gamma95", "paper"): 1.0, ("converged25", "static"): 1.05}
 
 def print_table(results: dict) -> None:
     print(f"\nsearch step on {results['device']}, CNF W=8, batch {BATCH}, {results['threads']} threads, "
-          f"{results['rounds']} rounds of {results['steps']} steps after {results['warmup']} warm-up steps "
+          f"{results['layout']}, {results['rounds']} rounds of {results['steps']} steps after {results['warmup']} "
+          "warm-up steps "
           f"(oneDNN primitive cache: {results['onednn_primitive_cache_capacity']})")
     print(f"{'case':<24} {'bsnc ms':>8} {'paper ms':>9} {'static ms':>10} {'ratio':>14} {'target':>7} "
           f"{'peak MB bsnc/other':>22} {'target':>7} {'misses/step':>16}")
@@ -310,6 +323,9 @@ def print_table(results: dict) -> None:
         if scenario == "converged25":
             print(f"{'':<24} (bsnc/paper {case['bsnc/paper']:.2f}; architecture at "
                   f"{case['converged_macs_fraction'] * 100:.0f}% of the MACs)")
+        if "paper-contiguous" in ms:
+            print(f"{'':<24} (the paper's strategy in its code's contiguous layout {ms['paper-contiguous']:.0f} ms, "
+                  f"{peak['paper-contiguous']:.0f} MB; bsnc/paper-contiguous {case['bsnc/paper-contiguous']:.2f})")
         if "sync-free" in ms:
             print(f"{'':<24} (sync-free executor {ms['sync-free']:.0f} ms, {peak['sync-free']:.0f} MB; "
                   f"bsnc/sync-free {case['bsnc/sync-free']:.2f})")
@@ -328,9 +344,12 @@ def main() -> None:
     parser.add_argument("--no-profile", dest="profile", action="store_false",
                         help="skip counting oneDNN primitive-cache misses")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "results" / "search.json")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="channels-last",
+                        help="memory layout of every contender (bsnc train's default: channels-last)")
     parser.add_argument("--sync-free", action="store_true",
                         help="also time the executor that reads nothing back to the host (always on CUDA)")
-    parser.add_argument("--child", choices=["bsnc", "paper", "static", "sync-free"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["bsnc", "paper", "paper-contiguous", "static", "sync-free"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--scenario", choices=SCENARIOS, help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--count-misses", action="store_true", help=argparse.SUPPRESS)

@@ -109,7 +109,10 @@ def test_small_spaces_do_not_collapse_under_a_budget_that_a_consistent_architect
                                 run_dir=str(tmp_path / "probe"), progress=False))
     budget = fraction * probe.full_cost
     assert probe.cheapest.exact and probe.cheapest.cost <= budget
-    _run(path, tmp_path / "run", budget=f"{budget:.0f}", seed=seed, epochs=10)
+    # 16 epochs: with 10, DENSE at 53% ended over budget for 5 to 6 of 32 seeds (in either memory
+    # layout, which only decides which seeds: the weights' learning rate has decayed before Γ drops
+    # a third conv); with 16, 32 of 32 met it, and BRANCHES 16 of 16 with 10
+    _run(path, tmp_path / "run", budget=f"{budget:.0f}", seed=seed, epochs=16)
     rows = _metrics(tmp_path / "run")
     assert all(r["consistent"] for r in rows)
     assert rows[-1]["within_budget"], rows[-1]

@@ -269,3 +269,69 @@ def test_masked_batch_norm_creates_no_tensor_from_host_numbers(monkeypatch):
     masked_batch_norm(norm, x, ROWS)
     norm.momentum = None
     masked_batch_norm(norm, x, ROWS)
+
+
+def _record_layer_layouts(monkeypatch) -> list[bool]:
+    """Records, for every layer value the executors build ([N, C, H, W] with several channels and
+    pixels: one that is not also plainly contiguous), whether it is channels-last."""
+    seen: list[bool] = []
+
+    def recording(method):
+        def wrapper(*args, **kwargs):
+            y = method(*args, **kwargs)
+            if y is not None and y.dim() == 4 and y.shape[0] > 1 and y.shape[1] > 1 and y.shape[2] * y.shape[3] > 1:
+                seen.append(y.is_contiguous(memory_format=torch.channels_last))
+            return y
+        return wrapper
+    for executor in (runtime.Executor, runtime.DenseExecutor):
+        for name in ("run", "place"):
+            monkeypatch.setattr(executor, name, recording(getattr(executor, name)))
+    return seen
+
+
+@pytest.mark.parametrize("threshold", [None, 0.0, 0.8, "always"], ids=["gather", "dense", "mixed", "sync-free"])
+@pytest.mark.parametrize("case", CASES, ids=["cnf", "resnet-fabric", "decisions"])
+def test_a_channels_last_network_stays_channels_last_and_computes_the_same(case, threshold, monkeypatch):
+    """Every strategy keeps a channels-last input's layout through gathers, scatters and zero
+    buffers (a converted map would cost a copy per edge), and trains to the same outputs,
+    gradients and running statistics as the contiguous layout."""
+    network, module = _network(case)
+    module = module.double().train()
+    module.dense_threshold = threshold
+    torch.manual_seed(3)
+    x = input_for(network, 16, torch.float64)
+    proposal = torch.rand(16, len(network.edges)) < 0.75
+    runs = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        copy_ = copy.deepcopy(module).to(memory_format=layout)
+        with monkeypatch.context() as patch:
+            seen = _record_layer_layouts(patch)
+            copy_.set_mode("mask", proposal)
+            out = copy_(x.contiguous(memory_format=layout))
+        (out * torch.linspace(-1, 1, out[0].numel(), dtype=torch.float64).view(out[0].shape)).sum().backward()
+        runs.append((copy_, out, seen))
+    (base, out, seen_base), (other, other_out, seen) = runs
+    assert seen and all(seen), f"a layer's value came out contiguous: {seen}"
+    assert not any(seen_base)
+    assert torch.allclose(other_out, out, rtol=0, atol=1e-10)
+    for (key, a), b in zip(base.named_parameters(), other.parameters()):
+        assert (a.grad is None) == (b.grad is None), key
+        assert a.grad is None or torch.allclose(a.grad, b.grad, rtol=0, atol=1e-10), key
+    for (key, a), b in zip(base.named_buffers(), other.buffers()):
+        assert torch.allclose(a.double(), b.double(), rtol=0, atol=1e-10), key
+
+
+@pytest.mark.parametrize("threshold", [None, 0.5, "always"], ids=["gather", "mixed", "sync-free"])
+def test_a_channels_last_network_matches_the_reference_interpreter(threshold):
+    network, module = _network(CASES[0])
+    module = module.double().eval().to(memory_format=torch.channels_last)
+    module.dense_threshold = threshold
+    torch.manual_seed(4)
+    from bsnc.codegen.reference import reference_forward
+
+    x = input_for(network, 12, torch.float64)
+    proposal = torch.rand(12, len(network.edges)) < 0.7
+    module.set_mode("mask", proposal)
+    out = module(x.contiguous(memory_format=torch.channels_last))
+    _, active, _ = architecture_from_mask(network, proposal)
+    assert torch.allclose(out, reference_forward(network, module, x, active), atol=1e-12)

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bsnc.codegen.layout import index_add_rows, memory_format, take_rows
+
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
@@ -33,7 +35,7 @@ class GatheredConv(torch.autograd.Function):
         ctx.save_for_backward(x, rows, weight)
         ctx.has_bias = bias is not None
         dims = weight.dim() - 2
-        return _CONV[dims](x.index_select(0, rows), weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return _CONV[dims](take_rows(x, rows), weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -43,10 +45,10 @@ class GatheredConv(torch.autograd.Function):
         want_x, _, want_w, want_b, _ = ctx.needs_input_grad
         dims = weight.dim() - 2
         grad_rows, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad.contiguous(), x.index_select(0, rows), weight, [weight.shape[0]] if ctx.has_bias else None,
+            grad.contiguous(memory_format=memory_format(grad)), take_rows(x, rows), weight, [weight.shape[0]] if ctx.has_bias else None,
             list(conv.stride), list(conv.padding), list(conv.dilation), False, [0] * dims, conv.groups,
             [want_x, want_w, want_b and ctx.has_bias])
-        grad_x = x.new_zeros(x.shape).index_add_(0, rows, grad_rows) if want_x else None
+        grad_x = index_add_rows(torch.zeros_like(x), rows, grad_rows) if want_x else None
         return grad_x, None, grad_w, grad_b if want_b else None, None
 
 
@@ -80,7 +82,7 @@ def run_on_rows(module: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch
     if 2 * rows.numel() >= x.shape[0] and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
         head = _head(module)
     if head is None:
-        return module(x.index_select(0, rows))
+        return module(take_rows(x, rows))
     conv, rest = head
     return rest(GatheredConv.apply(x, rows, conv.weight, conv.bias, conv))
 
@@ -101,7 +103,7 @@ class RowsAdd(torch.autograd.Function):
         else:
             acc = acc.clone()
         target = acc if channels is None else acc.narrow(1, channels, y.shape[1])
-        target.index_add_(0, rows, y)
+        index_add_rows(target, rows, y)
         return acc
 
     @staticmethod
@@ -112,7 +114,7 @@ class RowsAdd(torch.autograd.Function):
         grad_y = None
         if want_y:
             part = grad if ctx.channels is None else grad.narrow(1, ctx.channels, ctx.width)
-            grad_y = part.index_select(0, rows)
+            grad_y = take_rows(part, rows)
         return grad if want_acc else None, None, grad_y, None, None
 
 
@@ -122,6 +124,6 @@ def add_rows(acc: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, inplace: bo
     :class:`RowsAdd` when gradients are recorded."""
     if not (torch.is_grad_enabled() and (acc.requires_grad or y.requires_grad)):
         acc = acc if inplace else acc.clone()
-        (acc if channels is None else acc.narrow(1, channels, y.shape[1])).index_add_(0, rows, y)
+        index_add_rows(acc if channels is None else acc.narrow(1, channels, y.shape[1]), rows, y)
         return acc
     return RowsAdd.apply(acc, rows, y, inplace, channels)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bsnc.codegen.gather import add_rows, run_on_rows
+from bsnc.codegen.layout import take_rows, zeros_rows
 from bsnc.codegen.masked import eligible, masked_forward
 
 # oneDNN, behind CPU convolutions, compiles a primitive per shape and keeps 1,024 by default; an
@@ -418,14 +419,14 @@ class Executor:
         n = self.counts[edge]
         if n == 1 and module.training:
             self.strategy[edge] = "all" if take is None else "gather"
-            return _single_row(module, x if take is None else x.index_select(0, take))
+            return _single_row(module, x if take is None else take_rows(x, take))
         if take is None:
             self.strategy[edge] = "all"
             return module(x)
         if self.dense is not None and n >= self.dense * x.shape[0] and eligible(module):
             self.strategy[edge] = "dense"
             rows = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device).index_fill_(0, take, True)
-            return masked_forward(module, x, rows).index_select(0, take)
+            return take_rows(masked_forward(module, x, rows), take)
         self.strategy[edge] = "gather"
         return run_on_rows(module, x, take)
 
@@ -447,7 +448,7 @@ class Executor:
             total = acc.add_(y) if owned else acc + y
         else:
             if acc is None:
-                acc, owned = y.new_zeros((self._sizes[self._dst[edge]],) + tuple(y.shape[1:])), True
+                acc, owned = zeros_rows(y, self._sizes[self._dst[edge]]), True
             total = add_rows(acc, put, y, inplace=owned)
         self._owned = (dst, total)
         return total
@@ -471,7 +472,7 @@ class Executor:
         y = self._apply(edge, module, x)
         acc, y = _same_precision(acc, y)
         if acc is None:
-            acc = y.new_zeros((self._sizes[self._dst[edge]],) + tuple(shape))
+            acc = zeros_rows(y, self._sizes[self._dst[edge]], tuple(shape))
         put = self._position(edge, self._dst[edge])
         if put is None:
             acc.narrow(1, offset, y.shape[1]).copy_(y)
@@ -487,12 +488,12 @@ class Executor:
     def output(self, acc: torch.Tensor | None, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
         """The output for every row: zeros for the inconsistent examples."""
         if acc is None:
-            return like.new_zeros((self.batch,) + tuple(shape))
+            return zeros_rows(like, self.batch, tuple(shape))
         out_layer = self.structure.output_index
         if self._sizes[out_layer] == self.batch:
             return acc
         rows = self._layer_rows(out_layer).to(acc.device, non_blocking=True)
-        return add_rows(acc.new_zeros((self.batch,) + tuple(acc.shape[1:])), rows, acc, inplace=True)
+        return add_rows(zeros_rows(acc, self.batch), rows, acc, inplace=True)
 
 
 class DenseExecutor:
@@ -531,9 +532,9 @@ class DenseExecutor:
         take = torch.nonzero(rows).flatten()
         if take.numel() == 0:
             return None
-        y = _single_row(module, x.index_select(0, take)) if take.numel() == 1 and module.training \
+        y = _single_row(module, take_rows(x, take)) if take.numel() == 1 and module.training \
             else run_on_rows(module, x, take)
-        return add_rows(y.new_zeros((self.batch,) + tuple(y.shape[1:])), take, y, inplace=True)
+        return add_rows(zeros_rows(y, self.batch), take, y, inplace=True)
 
     def _output(self, edge: int, module: nn.Module, x: torch.Tensor | None) -> torch.Tensor | None:
         self._layer = self._dst[edge]
@@ -562,7 +563,7 @@ class DenseExecutor:
             return acc
         acc, y = _same_precision(acc, y)
         if acc is None:
-            acc = y.new_zeros((self.batch,) + tuple(shape))
+            acc = zeros_rows(y, self.batch, tuple(shape))
         acc.narrow(1, offset, y.shape[1]).copy_(y)
         return acc
 
@@ -576,12 +577,12 @@ class DenseExecutor:
         if eligible(module):
             return masked_forward(module, acc, rows)
         take = torch.nonzero(rows).flatten()  # one synchronisation, as for an edge's module
-        return add_rows(acc.new_zeros(acc.shape), take, module(acc.index_select(0, take)), inplace=True)
+        return add_rows(torch.zeros_like(acc), take, module(take_rows(acc, take)), inplace=True)
 
     def output(self, acc: torch.Tensor | None, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
         """The output for every row: zeros for the inconsistent examples."""
         if acc is None:
-            return like.new_zeros((self.batch,) + tuple(shape))
+            return zeros_rows(like, self.batch, tuple(shape))
         return self._keep(self._reached, acc)
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from bsnc import numeric, primitives
 from bsnc.codegen.architecture import full_network, kept_edges
+from bsnc.codegen.layout import memory_format_for
 from bsnc.codegen.loader import compile_network
 from bsnc.codegen.runtime import Architecture
 from bsnc.costs.base import Cost
@@ -75,6 +76,7 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.5, 0.75)
     device: str = "auto"
     amp: bool = False
+    channels_last: bool = True  # image layers laid out channels-last (see memory_format_for)
     seed: int = 0
     run_dir: str = "runs/run"
     resume: bool = False
@@ -317,7 +319,8 @@ class Trainer:
         self.core = compile_network(self.network)()
         if initial is not None:
             self.core.load_state_dict(initial)
-        self.core = self.core.to(self.device)
+        self.memory_format = memory_format_for(self.network, config.channels_last)
+        self.core = self.core.to(self.device, memory_format=self.memory_format)
         self.initial_entropy = self.entropy_bits()
         self.model: nn.Module = self.core
         if self.dist.enabled:
@@ -420,7 +423,7 @@ class Trainer:
         then = state.get("config", {})
         now = json.loads(json.dumps(self.config.reproducible()))
         # --epochs may change: it extends (or finishes) the run, schedules stretched to the new length
-        changed = [k for k in now if k not in ("file", "defines", "device", "amp", "epochs") and then.get(k) != now[k]]
+        changed = [k for k in now if k not in ("file", "defines", "device", "amp", "channels_last", "epochs") and then.get(k) != now[k]]
         if changed:
             listing = ", ".join(f"{k} {then.get(k)!r} -> {now[k]!r}" for k in changed)
             raise UsageError(f"--resume: {self.run_dir} was trained with other settings ({listing}); "
@@ -489,6 +492,11 @@ class Trainer:
 
     # --- training ------------------------------------------------------------------------------
 
+    def _on_device(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch of inputs on the run's device, in the network's memory format."""
+        x = x.to(self.device, non_blocking=True)
+        return x if self.memory_format is torch.contiguous_format else x.contiguous(memory_format=self.memory_format)
+
     def _autocast(self):
         if self.use_amp:
             return torch.autocast(device_type=self.device.type, dtype=torch.float16)
@@ -507,7 +515,7 @@ class Trainer:
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.config.epochs} {phase}", unit="batch", leave=False,
                    disable=not (self.config.progress and self.dist.main))
         for step, (x, y) in enumerate(bar):
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x, y = self._on_device(x), y.to(self.device, non_blocking=True)
             with self._autocast():
                 out = self.model(x)
             delta, correct = _task_loss(out, y)
@@ -609,7 +617,7 @@ class Trainer:
         inter = torch.zeros(classes, dtype=torch.float64)
         union = torch.zeros(classes, dtype=torch.float64)
         for x, y in self._loader(dataset, False, 0):
-            x, y = x.to(self.device), y.to(self.device)
+            x, y = self._on_device(x), y.to(self.device)
             with self._autocast():
                 out = self.core(x)
             delta, c = _task_loss(out, y)
