@@ -468,9 +468,10 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--device", type=Device(), default="auto", show_default=True,
               help="auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N.")
 @click.option("--amp", is_flag=True, help="Mixed precision (autocast + grad scaler) on CUDA.")
-@click.option("--channels-last/--no-channels-last", default=True, show_default=True,
-              help="Lay image layers out channels-last (NHWC in memory), which convolutions run without "
-                   "reordering their maps: faster on CPU (figures in docs/gpu.md).")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="Lay image maps out channels-last (NHWC in memory), which convolutions run without "
+                   "reordering them: faster on this project's CPU (docs/gpu.md) [default: on for image input "
+                   "and bsnc's own primitives; a resumed run keeps its layout].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where config.json, metrics.jsonl, ckpt.pt and best.pt go [default: runs/FILE/N, numbered, "
@@ -488,7 +489,7 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
           cost: str, budget: str | None, lam: float, penalty: str, inconsistent_penalty: float, path_lr: float,
           entropy_weight: float, budget_use: float, budget_anneal: int | None, idle_penalty: float, epochs: int, warmup_epochs: int | None,
           batch_size: int, optimizer: str, lr: float, momentum: float, weight_decay: float, schedule: str,
-          milestones: tuple[float, ...], device: str, amp: bool, channels_last: bool, seed: int, run_dir: Path | None,
+          milestones: tuple[float, ...], device: str, amp: bool, channels_last: bool | None, seed: int, run_dir: Path | None,
           resume: bool, workers: int, full_network: bool, loggers: tuple[str, ...], as_json: bool) -> None:
     """Train FILE's super network under a budget: weights and edge probabilities together.
 

@@ -72,6 +72,8 @@ def option_defaults(data: dict[str, Any], known: set[str]) -> tuple[dict[str, An
         if name == "milestones" and isinstance(item, list):
             item = ",".join(str(v) for v in item)
         defaults[name] = item
+    if replay and "channels_last" in known and "channels_last" not in data:
+        defaults["channels_last"] = False  # a run from before the option trained contiguous maps
     return defaults, None
 
 

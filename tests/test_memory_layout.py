@@ -41,11 +41,27 @@ def test_take_rows_is_index_select_in_the_sources_layout(dims):
     assert take_rows(plain, ROWS).is_contiguous() and memory_format(plain) is torch.contiguous_format
 
 
-def test_index_add_rows_adds_in_the_targets_layout():
+@pytest.mark.parametrize("channels", [None, 1], ids=["whole", "channel-slice"])
+def test_index_add_rows_adds_channels_last_maps_through_their_pixel_major_views(channels, monkeypatch):
     target, y = _maps(), _maps()[:3]
-    expected = target.contiguous().index_add(0, ROWS, y.contiguous())
-    out = index_add_rows(target, ROWS, y)
-    assert out is target and torch.equal(out, expected) and memory_format(out) is LAST
+    part = target if channels is None else target.narrow(1, channels, 2)
+    y = y if channels is None else y[:, :2].contiguous(memory_format=LAST)
+    expected = part.contiguous().index_add(0, ROWS, y.contiguous())
+    seen = []
+    original = torch.Tensor.index_add_
+    monkeypatch.setattr(torch.Tensor, "index_add_", lambda t, *a: seen.append(t.is_contiguous()) or original(t, *a))
+    out = index_add_rows(part, ROWS, y)
+    assert out is part and torch.equal(out, expected) and memory_format(part) is LAST
+    # torch's index_add_ on a channels-last map takes a generic scatter several times slower:
+    # it only ever sees a plainly contiguous view (a channel slice goes through index_put_)
+    assert seen == ([True] if channels is None else [])
+
+
+def test_a_channel_slice_of_a_channels_last_map_is_channels_last():
+    x = _maps()
+    assert memory_format(x.narrow(1, 1, 3)) is LAST
+    assert memory_format(x.contiguous().narrow(1, 1, 3)) is torch.contiguous_format
+    assert memory_format(torch.randn(4, 5, 1, 1).expand(4, 5, 3, 3)) is torch.contiguous_format  # a mean's gradient
 
 
 def test_zeros_rows_follow_the_layout_of_the_tensor_they_are_made_like():
@@ -63,18 +79,23 @@ def test_a_tensor_with_one_channel_or_one_pixel_counts_as_contiguous():
     assert memory_format(torch.randn(4, 6, 1, 1).contiguous(memory_format=LAST)) is torch.contiguous_format
 
 
-def test_rows_add_gradients_are_the_same_in_either_layout():
-    acc, y = _maps().requires_grad_(), _maps()[:3].requires_grad_()
-    weight = torch.randn(6, 5, 3, 4, dtype=torch.float64)
-    grads = []
+@pytest.mark.parametrize("rows,channels", [(ROWS, None), (ROWS, 2), (None, 2)], ids=["rows", "slot", "whole-slot"])
+def test_rows_add_gives_the_same_values_and_gradients_in_either_layout_and_keeps_it(rows, channels):
+    acc = _maps()
+    y = _maps()[:3] if rows is not None else _maps()
+    y = y if channels is None else y[:, :3].contiguous(memory_format=LAST)
+    # the gradient arrives contiguous, as a mean's expanded gradient does
+    upstream = torch.randn(6, 5, 1, 1, dtype=torch.float64).expand(6, 5, 3, 4)
+    runs = []
     for layout in (torch.contiguous_format, LAST):
         a, b = acc.detach().contiguous(memory_format=layout).requires_grad_(), \
             y.detach().contiguous(memory_format=layout).requires_grad_()
-        out = add_rows(a, ROWS, b)
+        out = add_rows(a, rows, b, channels=channels)
         assert memory_format(out) is layout
-        (out * weight).sum().backward()
-        grads.append((out.detach(), a.grad, b.grad))
-    for first, second in zip(*grads):
+        out.backward(upstream)
+        assert memory_format(a.grad) is layout and memory_format(b.grad) is layout
+        runs.append((out.detach(), a.grad, b.grad))
+    for first, second in zip(*runs):
         assert torch.equal(first, second)
 
 
@@ -107,12 +128,13 @@ network v(F: int = 64) {
 def test_image_networks_train_channels_last_unless_told_not_to(tmp_path):
     path = tmp_path / "net.bsn"
     path.write_text(NET)
-    for asked, expected in ((True, LAST), (False, torch.contiguous_format)):
+    for asked, expected in ((None, LAST), (True, LAST), (False, torch.contiguous_format)):
         trainer = Trainer(TrainConfig(file=str(path), data="digits", budget="20k", device="cpu", channels_last=asked,
                                       run_dir=str(tmp_path / f"run{asked}"), progress=False))
         assert trainer.memory_format is expected
         assert memory_format(trainer.core.edges["a__b"][0].weight) is expected
         assert memory_format(trainer._on_device(torch.randn(8, 3, 8, 8))) is expected
+        assert trainer.core.memory_format is expected and trainer.config.channels_last is (expected is LAST)
 
 
 def test_a_network_without_image_input_keeps_the_default_layout():
@@ -122,21 +144,90 @@ def test_a_network_without_image_input_keeps_the_default_layout():
     assert memory_format_for(network, True) is LAST and memory_format_for(network, False) is torch.contiguous_format
 
 
-def test_the_layout_is_recorded_and_a_run_resumes_and_exports_in_the_other(tmp_path):
+def _train(*args: str):
+    return CliRunner().invoke(main, ["train", *args, "--data", "digits", "--budget", "20k", "--device", "cpu",
+                                     "--quiet", "--warmup-epochs", "1"])
+
+
+def _recorded(run) -> bool | None:
+    return json.loads((run / "config.json").read_text())["config"].get("channels_last")
+
+
+def _resumed_layout(path, run) -> torch.memory_format:
+    return Trainer(TrainConfig(file=str(path), data="digits", budget="20k", device="cpu", epochs=9, warmup_epochs=1,
+                               resume=True, run_dir=str(run), progress=False)).memory_format
+
+
+def test_a_resumed_run_keeps_its_layout_unless_told_and_exports_plain_weights(tmp_path):
     path = tmp_path / "net.bsn"
     path.write_text(NET)
     run = tmp_path / "run"
-    common = ["train", str(path), "--data", "digits", "--budget", "20k", "--device", "cpu", "--run-dir", str(run),
-              "--quiet", "--warmup-epochs", "1"]
-    result = CliRunner().invoke(main, [*common, "--epochs", "2"])
+    result = _train(str(path), "--epochs", "2", "--run-dir", str(run))
     assert result.exit_code == 0, result.output
-    assert json.loads((run / "config.json").read_text())["config"]["channels_last"] is True
-    result = CliRunner().invoke(main, [*common, "--epochs", "3", "--resume", "--no-channels-last"])
+    assert _recorded(run) is True and _resumed_layout(path, run) is LAST
+    result = _train(str(path), "--epochs", "3", "--run-dir", str(run), "--resume", "--no-channels-last")
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2, 3]
-    assert json.loads((run / "config.json").read_text())["config"]["channels_last"] is False
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert _recorded(run) is False and _resumed_layout(path, run) is torch.contiguous_format
     result = CliRunner().invoke(main, ["export", str(run), "--prune", "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     weights = torch.load(tmp_path / "out" / "t_pruned.pt", weights_only=True)
     assert weights and all(t.is_contiguous() for t in weights.values()), "exported weights are plain tensors"
+
+
+def test_a_run_from_before_the_option_replays_and_resumes_contiguous(tmp_path):
+    path = tmp_path / "net.bsn"
+    path.write_text(NET)
+    run = tmp_path / "run"
+    assert _train(str(path), "--epochs", "2", "--run-dir", str(run)).exit_code == 0
+    record = json.loads((run / "config.json").read_text())
+    del record["config"]["channels_last"]  # as written before the option existed
+    (run / "config.json").write_text(json.dumps(record))
+    assert _resumed_layout(path, run) is torch.contiguous_format
+    replay = tmp_path / "replay"
+    result = _train(str(path), "--config", str(run / "config.json"), "--epochs", "2", "--run-dir", str(replay))
+    assert result.exit_code == 0, result.output
+    assert _recorded(replay) is False
+
+
+VIEWING = """
+network v(C: int = 4) {
+    input x : [1, 8, 8]
+    layer a : [C, 8, 8] post relu
+    output y : [10]
+    fixed x -> a : conv(C) >> bn
+    a -> y : viewflat >> linear(10)
+    a -> y as pooled : global_avgpool >> linear(10)
+}
+"""
+
+
+@pytest.fixture
+def viewflat(monkeypatch):
+    from bsnc import primitives
+    from bsnc.ops import REGISTRY
+    from tests.helpers import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "data" / "plugins"))
+    registry, origins, loaded = dict(REGISTRY), dict(primitives._origin), set(primitives._loaded)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(registry)
+    primitives._origin.clear()
+    primitives._origin.update(origins)
+    primitives._loaded.clear()
+    primitives._loaded.update(loaded)
+
+
+def test_a_network_of_user_primitives_trains_contiguous_and_a_view_on_channels_last_is_a_clear_error(
+        tmp_path, viewflat):
+    path = tmp_path / "v.bsn"
+    path.write_text(VIEWING)
+    result = _train(str(path), "--primitives", "viewflat", "--epochs", "2", "--run-dir", str(tmp_path / "a"))
+    assert result.exit_code == 0, result.output
+    assert _recorded(tmp_path / "a") is False
+    result = _train(str(path), "--primitives", "viewflat", "--epochs", "2", "--run-dir", str(tmp_path / "b"),
+                    "--channels-last")
+    assert result.exit_code == 1, result.output
+    assert "--channels-last: a module of the network called .view" in result.stderr
+    assert "--no-channels-last" in result.stderr and "Traceback" not in result.output + result.stderr

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from bsnc.codegen import runtime
+from bsnc.codegen.layout import memory_format
 from bsnc.codegen.masked import eligible, masked_batch_norm, masked_forward
 from bsnc.codegen.reference import architecture_from_mask
 from tests.helpers import DECISIONS_NET, FABRICS, build, build_text, input_for, matches_reference
@@ -271,22 +272,41 @@ def test_masked_batch_norm_creates_no_tensor_from_host_numbers(monkeypatch):
     masked_batch_norm(norm, x, ROWS)
 
 
-def _record_layer_layouts(monkeypatch) -> list[bool]:
-    """Records, for every layer value the executors build ([N, C, H, W] with several channels and
-    pixels: one that is not also plainly contiguous), whether it is channels-last."""
-    seen: list[bool] = []
+def _unambiguous(t: torch.Tensor) -> bool:
+    """A map whose layout can be told: several rows, channels and pixels."""
+    return t.dim() == 4 and t.shape[0] > 1 and t.shape[1] > 1 and t.shape[2] * t.shape[3] > 1
+
+
+def _record_layouts(monkeypatch) -> tuple[list[bool], list[bool]]:
+    """Records whether every layer value the executors build, and every gradient that the
+    executor's scatters hand back to an edge's output, is channels-last (maps whose layout can be
+    told only). A gradient that reaches a layer from a reader's module comes in whatever layout
+    that module's backward gives (a mean's is expanded): the scatter lays it out once."""
+    values: list[bool] = []
+    grads: list[bool] = []
+
+    def note_grad(g):
+        if _unambiguous(g):
+            grads.append(memory_format(g) is torch.channels_last)
 
     def recording(method):
         def wrapper(*args, **kwargs):
             y = method(*args, **kwargs)
-            if y is not None and y.dim() == 4 and y.shape[0] > 1 and y.shape[1] > 1 and y.shape[2] * y.shape[3] > 1:
-                seen.append(y.is_contiguous(memory_format=torch.channels_last))
+            if y is not None and _unambiguous(y):
+                values.append(memory_format(y) is torch.channels_last)
             return y
         return wrapper
+
+    def add_rows(acc, rows, y, *args, **kwargs):
+        if y.requires_grad and _unambiguous(y):
+            y.register_hook(note_grad)
+        return real_add_rows(acc, rows, y, *args, **kwargs)
+    real_add_rows = runtime.add_rows
+    monkeypatch.setattr(runtime, "add_rows", add_rows)
     for executor in (runtime.Executor, runtime.DenseExecutor):
         for name in ("run", "place"):
             monkeypatch.setattr(executor, name, recording(getattr(executor, name)))
-    return seen
+    return values, grads
 
 
 @pytest.mark.parametrize("threshold", [None, 0.0, 0.8, "always"], ids=["gather", "dense", "mixed", "sync-free"])
@@ -305,14 +325,18 @@ def test_a_channels_last_network_stays_channels_last_and_computes_the_same(case,
     for layout in (torch.contiguous_format, torch.channels_last):
         copy_ = copy.deepcopy(module).to(memory_format=layout)
         with monkeypatch.context() as patch:
-            seen = _record_layer_layouts(patch)
+            seen = _record_layouts(patch)
+            copy_.memory_format = layout
             copy_.set_mode("mask", proposal)
             out = copy_(x.contiguous(memory_format=layout))
         (out * torch.linspace(-1, 1, out[0].numel(), dtype=torch.float64).view(out[0].shape)).sum().backward()
         runs.append((copy_, out, seen))
-    (base, out, seen_base), (other, other_out, seen) = runs
-    assert seen and all(seen), f"a layer's value came out contiguous: {seen}"
-    assert not any(seen_base)
+    (base, out, (values_base, grads_base)), (other, other_out, (values, grads)) = runs
+    assert values and all(values), f"a layer's value came out contiguous: {values}"
+    assert all(grads), f"a gradient came back contiguous: {grads}"
+    # the sync-free executor scatters nothing but concatenation slots
+    assert grads or (threshold == "always" and case[0] is not None)
+    assert not any(values_base) and not any(grads_base)
     assert torch.allclose(other_out, out, rtol=0, atol=1e-10)
     for (key, a), b in zip(base.named_parameters(), other.parameters()):
         assert (a.grad is None) == (b.grad is None), key

@@ -45,7 +45,7 @@ class GatheredConv(torch.autograd.Function):
         want_x, _, want_w, want_b, _ = ctx.needs_input_grad
         dims = weight.dim() - 2
         grad_rows, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad.contiguous(memory_format=memory_format(grad)), take_rows(x, rows), weight, [weight.shape[0]] if ctx.has_bias else None,
+            grad.contiguous(memory_format=memory_format(x)), take_rows(x, rows), weight, [weight.shape[0]] if ctx.has_bias else None,
             list(conv.stride), list(conv.padding), list(conv.dilation), False, [0] * dims, conv.groups,
             [want_x, want_w, want_b and ctx.has_bias])
         grad_x = index_add_rows(torch.zeros_like(x), rows, grad_rows) if want_x else None
@@ -89,21 +89,24 @@ def run_on_rows(module: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch
 
 class RowsAdd(torch.autograd.Function):
     """``acc.index_add(0, rows, y)`` that saves ``rows`` alone for backward: torch's own
-    ``index_add`` keeps ``y`` (for its shape), a copy of every partial edge's output. With
-    ``inplace``, ``acc`` (which the caller owns: no other node saved it) is added to in place;
-    with ``channels``, ``y`` goes into ``acc``'s channels from that one on."""
+    ``index_add`` keeps ``y`` (for its shape), a copy of every partial edge's output. ``rows``
+    None: every row. With ``inplace``, ``acc`` (which the caller owns: no other node saved it) is
+    added to in place; with ``channels``, ``y`` goes into ``acc``'s channels from that one on.
+    Gradients go back in ``acc``'s layout (one arriving in another, as a mean's expanded
+    gradient does, is laid out once here rather than in every edge behind it)."""
 
     @staticmethod
-    def forward(ctx, acc: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, inplace: bool,
+    def forward(ctx, acc: torch.Tensor, rows: torch.Tensor | None, y: torch.Tensor, inplace: bool,
                 channels: int | None) -> torch.Tensor:
+        ctx.every_row = rows is None
         ctx.save_for_backward(rows)
         ctx.channels, ctx.width = channels, y.shape[1] if y.dim() > 1 else 0
+        ctx.layout = memory_format(acc)
         if inplace:
             ctx.mark_dirty(acc)
         else:
             acc = acc.clone()
-        target = acc if channels is None else acc.narrow(1, channels, y.shape[1])
-        index_add_rows(target, rows, y)
+        _add(acc, rows, y, channels)
         return acc
 
     @staticmethod
@@ -111,19 +114,29 @@ class RowsAdd(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (rows,) = ctx.saved_tensors
         want_acc, _, want_y, _, _ = ctx.needs_input_grad
+        if memory_format(grad) is not ctx.layout:
+            grad = grad.contiguous(memory_format=ctx.layout)
         grad_y = None
         if want_y:
             part = grad if ctx.channels is None else grad.narrow(1, ctx.channels, ctx.width)
-            grad_y = take_rows(part, rows)
+            grad_y = part if ctx.every_row else take_rows(part, rows)
         return grad if want_acc else None, None, grad_y, None, None
 
 
-def add_rows(acc: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, inplace: bool = False,
+def _add(acc: torch.Tensor, rows: torch.Tensor | None, y: torch.Tensor, channels: int | None) -> None:
+    target = acc if channels is None else acc.narrow(1, channels, y.shape[1])
+    if rows is None:
+        target.add_(y)
+    else:
+        index_add_rows(target, rows, y)
+
+
+def add_rows(acc: torch.Tensor, rows: torch.Tensor | None, y: torch.Tensor, inplace: bool = False,
              channels: int | None = None) -> torch.Tensor:
-    """``acc`` plus ``y`` on its rows ``rows`` (from channel ``channels`` on, when given), through
-    :class:`RowsAdd` when gradients are recorded."""
+    """``acc`` plus ``y`` on its rows ``rows`` (every row when None; from channel ``channels`` on,
+    when given), through :class:`RowsAdd` when gradients are recorded."""
     if not (torch.is_grad_enabled() and (acc.requires_grad or y.requires_grad)):
         acc = acc if inplace else acc.clone()
-        index_add_rows(acc if channels is None else acc.narrow(1, channels, y.shape[1]), rows, y)
+        _add(acc, rows, y, channels)
         return acc
     return RowsAdd.apply(acc, rows, y, inplace, channels)

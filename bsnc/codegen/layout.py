@@ -4,6 +4,7 @@ layout their tensors have, so that no edge converts its maps back and forth."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -15,12 +16,16 @@ _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 def memory_format(x: torch.Tensor) -> torch.memory_format:
-    """``x``'s layout: channels-last when it is laid out so (and not also plainly contiguous, as
-    a tensor with one channel or one pixel is), contiguous otherwise."""
+    """``x``'s layout, read from its strides: channels-last when its channels are adjacent in
+    memory and its pixels and rows ordered outside them (a channel slice of a channels-last map
+    included); contiguous otherwise, and for a tensor with one channel or one pixel, which is
+    both."""
     last = _CHANNELS_LAST.get(x.dim())
-    if last is not None and not x.is_contiguous() and x.is_contiguous(memory_format=last):
-        return last
-    return torch.contiguous_format
+    if last is None or x.shape[1] == 1 or math.prod(x.shape[2:]) == 1 or x.stride(1) != 1:
+        return torch.contiguous_format
+    order = (0, *range(2, x.dim()), 1)
+    strides = [x.stride(d) for d in order if x.shape[d] > 1]
+    return last if all(a >= b for a, b in zip(strides, strides[1:])) and strides[-1] == 1 else torch.contiguous_format
 
 
 def take_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -33,26 +38,46 @@ def take_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 def index_add_rows(target: torch.Tensor, rows: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``target.index_add_(0, rows, y)``, in ``target``'s layout: on channels-last tensors torch
-    takes a generic scatter path several times slower, so both are added through their permuted
-    [N, H, W, C] views, which are contiguous."""
+    """``target.index_add_(0, rows, y)`` (``rows`` distinct), in ``target``'s layout: on
+    channels-last maps torch's ``index_add_`` takes a generic scatter several times slower, so
+    both are added through their [N, H, W, C] views (``index_put_`` when the target is a channel
+    slice, whose view is not contiguous)."""
     if memory_format(target) is torch.contiguous_format:
         return target.index_add_(0, rows, y)
     order = (0, *range(2, y.dim()), 1)
-    target.permute(order).index_add_(0, rows, y.permute(order))
+    view = target.permute(order)
+    if view.is_contiguous():
+        view.index_add_(0, rows, y.permute(order))
+    else:
+        view.index_put_((rows,), y.permute(order), accumulate=True)
     return target
 
 
-def zeros_rows(like: torch.Tensor, n: int, shape: "tuple[int, ...] | None" = None) -> torch.Tensor:
-    """Zeros of ``n`` rows of ``shape`` (``like``'s by default), in ``like``'s dtype, device and
-    layout."""
+def zeros_rows(like: torch.Tensor, n: int, shape: "tuple[int, ...] | None" = None,
+               layout: torch.memory_format | None = None) -> torch.Tensor:
+    """Zeros of ``n`` rows of ``shape`` (``like``'s by default), in ``like``'s dtype and device,
+    and in ``layout`` (``like``'s when None) when they are maps."""
     size = (n,) + tuple(like.shape[1:] if shape is None else shape)
-    fmt = memory_format(like) if len(size) == like.dim() else torch.contiguous_format
+    if len(size) != like.dim():
+        fmt = torch.contiguous_format
+    else:
+        fmt = memory_format(like) if layout is None else layout
+        fmt = fmt if _CHANNELS_LAST.get(len(size)) is fmt else torch.contiguous_format
     return torch.empty(size, dtype=like.dtype, device=like.device, memory_format=fmt).zero_()
 
 
+def channels_last_by_default(network: "Network") -> bool:
+    """Whether ``network`` trains channels-last unless told: when it takes [C, H, W] images and
+    is built from bsnc's primitives only (a user's module may ``.view`` its input, which a
+    channels-last map refuses)."""
+    from bsnc.primitives import BUILTIN
+
+    used = {op.prim for e in network.edges for op in e.ops} | {op.prim for layer in network.layers for op in layer.post}
+    return len(network.layer(network.input).shape) == 3 and used <= BUILTIN
+
+
 def memory_format_for(network: "Network", channels_last: bool) -> torch.memory_format:
-    """The layout ``network`` trains in: channels-last for [C, H, W] (or [C, D, H, W]) input when
-    ``channels_last`` is asked for, contiguous otherwise."""
-    dims = len(network.layer(network.input).shape) + 1
-    return _CHANNELS_LAST.get(dims, torch.contiguous_format) if channels_last else torch.contiguous_format
+    """The layout ``network`` trains in: channels-last for [C, H, W] input when ``channels_last``
+    is asked for, contiguous otherwise."""
+    image = len(network.layer(network.input).shape) == 3
+    return torch.channels_last if channels_last and image else torch.contiguous_format

@@ -370,8 +370,10 @@ class Executor:
     the destination's, so work and memory follow the sampled architectures.
     """
 
-    def __init__(self, arch: Architecture, batch: int, structure: Structure, dense: float | None = None):
+    def __init__(self, arch: Architecture, batch: int, structure: Structure, dense: float | None = None,
+                 layout: torch.memory_format | None = None):
         self.batch = batch
+        self.layout = layout
         self.device = arch.active.device
         self.structure = structure
         active = arch.active_cpu()  # one device sync for the whole pass
@@ -448,7 +450,7 @@ class Executor:
             total = acc.add_(y) if owned else acc + y
         else:
             if acc is None:
-                acc, owned = zeros_rows(y, self._sizes[self._dst[edge]]), True
+                acc, owned = zeros_rows(y, self._sizes[self._dst[edge]], layout=self.layout), True
             total = add_rows(acc, put, y, inplace=owned)
         self._owned = (dst, total)
         return total
@@ -472,14 +474,11 @@ class Executor:
         y = self._apply(edge, module, x)
         acc, y = _same_precision(acc, y)
         if acc is None:
-            acc = zeros_rows(y, self._sizes[self._dst[edge]], tuple(shape))
-        put = self._position(edge, self._dst[edge])
-        if put is None:
-            acc.narrow(1, offset, y.shape[1]).copy_(y)
-            return acc
+            acc = zeros_rows(y, self._sizes[self._dst[edge]], tuple(shape), self.layout)
         # the slot's rows are still zeros (each edge has its own channels): adding is writing,
-        # and add_rows keeps only the indices for backward where index_copy_ would keep y
-        return add_rows(acc, put, y, inplace=True, channels=offset)
+        # and add_rows keeps only the indices for backward where index_copy_ would keep y, and
+        # hands y its gradient in acc's layout where narrow().copy_() would make it contiguous
+        return add_rows(acc, self._position(edge, self._dst[edge]), y, inplace=True, channels=offset)
 
     @staticmethod
     def post(module: nn.Module, acc: torch.Tensor | None) -> torch.Tensor | None:
@@ -488,7 +487,7 @@ class Executor:
     def output(self, acc: torch.Tensor | None, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
         """The output for every row: zeros for the inconsistent examples."""
         if acc is None:
-            return zeros_rows(like, self.batch, tuple(shape))
+            return zeros_rows(like, self.batch, tuple(shape), self.layout)
         out_layer = self.structure.output_index
         if self._sizes[out_layer] == self.batch:
             return acc
@@ -508,8 +507,10 @@ class DenseExecutor:
     primitive, dropout) runs on its gathered rows, which needs one synchronisation for it.
     """
 
-    def __init__(self, arch: Architecture, batch: int, structure: Structure):
+    def __init__(self, arch: Architecture, batch: int, structure: Structure,
+                 layout: torch.memory_format | None = None):
         self.batch = batch
+        self.layout = layout
         self.structure = structure
         self._active = arch.active
         self._present = (arch.active.to(torch.float32) @ _incidence(structure, arch.active.device)) > 0
@@ -563,9 +564,8 @@ class DenseExecutor:
             return acc
         acc, y = _same_precision(acc, y)
         if acc is None:
-            acc = zeros_rows(y, self.batch, tuple(shape))
-        acc.narrow(1, offset, y.shape[1]).copy_(y)
-        return acc
+            acc = zeros_rows(y, self.batch, tuple(shape), self.layout)
+        return add_rows(acc, None, y, inplace=True, channels=offset)
 
     def post(self, module: nn.Module, acc: torch.Tensor | None) -> torch.Tensor | None:
         """The layer's post-operation, batch norms over the layer's present rows. Its other rows
@@ -582,7 +582,7 @@ class DenseExecutor:
     def output(self, acc: torch.Tensor | None, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
         """The output for every row: zeros for the inconsistent examples."""
         if acc is None:
-            return zeros_rows(like, self.batch, tuple(shape))
+            return zeros_rows(like, self.batch, tuple(shape), self.layout)
         return self._keep(self._reached, acc)
 
 
@@ -676,6 +676,9 @@ class StochasticSuperNetwork(nn.Module):
         self.last: Architecture | None = None
         # "device": dense_threshold(the input's device); a share, None (never) or "always"
         self.dense_threshold: float | str | None = "device"
+        # the layout of the network's maps (torch.channels_last after .to(memory_format=...)):
+        # buffers the executor makes take it; None: each follows the tensor it is made like
+        self.memory_format: torch.memory_format | None = None
         self.last_strategy: dict[int, str] = {}
 
     @property
@@ -715,8 +718,8 @@ class StochasticSuperNetwork(nn.Module):
                                    self.mask, self.generator)
         self.last = arch
         dense = dense_threshold(x.device) if self.dense_threshold == "device" else self.dense_threshold
-        executor = (DenseExecutor(arch, batch, self.structure) if dense == "always"
-                    else Executor(arch, batch, self.structure, dense))
+        executor = (DenseExecutor(arch, batch, self.structure, self.memory_format) if dense == "always"
+                    else Executor(arch, batch, self.structure, dense, self.memory_format))
         self.last_strategy = executor.strategy  # filled as the pass runs: edge index -> strategy
         return executor
 

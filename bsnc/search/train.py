@@ -24,7 +24,7 @@ from torch import nn
 
 from bsnc import numeric, primitives
 from bsnc.codegen.architecture import full_network, kept_edges
-from bsnc.codegen.layout import memory_format_for
+from bsnc.codegen.layout import channels_last_by_default, memory_format_for
 from bsnc.codegen.loader import compile_network
 from bsnc.codegen.runtime import Architecture
 from bsnc.costs.base import Cost
@@ -76,7 +76,7 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.5, 0.75)
     device: str = "auto"
     amp: bool = False
-    channels_last: bool = True  # image layers laid out channels-last (see memory_format_for)
+    channels_last: bool | None = None  # image maps channels-last; None: codegen/layout.py's default, or a resumed run's
     seed: int = 0
     run_dir: str = "runs/run"
     resume: bool = False
@@ -319,8 +319,11 @@ class Trainer:
         self.core = compile_network(self.network)()
         if initial is not None:
             self.core.load_state_dict(initial)
+        if config.channels_last is None:
+            self.config = config = dataclasses.replace(config, channels_last=self._default_channels_last())
         self.memory_format = memory_format_for(self.network, config.channels_last)
         self.core = self.core.to(self.device, memory_format=self.memory_format)
+        self.core.memory_format = self.memory_format
         self.initial_entropy = self.entropy_bits()
         self.model: nn.Module = self.core
         if self.dist.enabled:
@@ -365,6 +368,17 @@ class Trainer:
             self._resume()
 
     # --- run directory and checkpoints ---------------------------------------------------------
+
+    def _default_channels_last(self) -> bool:
+        """A resumed run keeps its layout (contiguous for a run from before the option); a new
+        one is channels-last when codegen/layout.py says the network can be."""
+        if self.config.resume:
+            try:
+                recorded = json.loads((self.run_dir / "config.json").read_text(encoding="utf-8"))["config"]
+            except (OSError, ValueError, KeyError, TypeError):
+                recorded = load_checkpoint(self.run_dir / "ckpt.pt", map_location="cpu").get("config", {})
+            return bool(recorded.get("channels_last", False))
+        return channels_last_by_default(self.network)
 
     def _check_run_dir(self) -> None:
         exists = (self.run_dir / "ckpt.pt").exists()
@@ -497,6 +511,17 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         return x if self.memory_format is torch.contiguous_format else x.contiguous(memory_format=self.memory_format)
 
+    @contextlib.contextmanager
+    def _layout_errors(self):
+        """A module that calls ``.view`` on a channels-last map: say which option to change."""
+        try:
+            yield
+        except RuntimeError as exc:
+            if self.memory_format is torch.contiguous_format or "view size is not compatible" not in str(exc):
+                raise
+            raise UsageError("--channels-last: a module of the network called .view on a channels-last map, "
+                             "which has no such view; use .reshape in it, or pass --no-channels-last") from None
+
     def _autocast(self):
         if self.use_amp:
             return torch.autocast(device_type=self.device.type, dtype=torch.float16)
@@ -516,7 +541,7 @@ class Trainer:
                    disable=not (self.config.progress and self.dist.main))
         for step, (x, y) in enumerate(bar):
             x, y = self._on_device(x), y.to(self.device, non_blocking=True)
-            with self._autocast():
+            with self._autocast(), self._layout_errors():
                 out = self.model(x)
             delta, correct = _task_loss(out, y)
             loss = delta.mean()
@@ -618,7 +643,7 @@ class Trainer:
         union = torch.zeros(classes, dtype=torch.float64)
         for x, y in self._loader(dataset, False, 0):
             x, y = self._on_device(x), y.to(self.device)
-            with self._autocast():
+            with self._autocast(), self._layout_errors():
                 out = self.core(x)
             delta, c = _task_loss(out, y)
             correct += float(c.sum())
