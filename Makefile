@@ -52,13 +52,14 @@ demo: setup
 	$(PY) examples/demo.py
 	$(USE_BSNC)
 
-# DEVICE=cuda[:N] measures the search step and the executor's strategies on a GPU (the other
-# benchmarks stay on the CPU)
+# DEVICE=cuda[:N] measures the search step, the executor's strategies and the memory layout on
+# a GPU (the other benchmarks stay on the CPU)
 DEVICE ?= cpu
 bench: setup
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/bench_search.py --device $(DEVICE)
 	$(PY) benchmarks/bench_strategies.py --device $(DEVICE)
+	$(PY) benchmarks/bench_layout.py --device $(DEVICE)
 
 # a long fuzzing campaign of the front end and code generator: make fuzz MINUTES=240
 MINUTES ?= 60

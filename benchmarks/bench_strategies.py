@@ -1,6 +1,6 @@
 """Where dense-masked execution beats gather/scatter: the measurement behind DENSE_THRESHOLD.
 
-    python benchmarks/bench_strategies.py [--device cuda] [--channels 16 64] [--sizes 32 16 8]
+    python benchmarks/bench_strategies.py [--device cuda] [--channels 16 64] [--sizes 32 16 8] [--layout contiguous]
 
 For CNF's commonest edge (3x3 convolution, batch norm) on a source of 64 rows, it times a
 training step (forward and backward) of the executor's two partial strategies at several shares
@@ -10,7 +10,7 @@ of active rows, in one process, interleaved, median of ``--repeats``:
 * ``dense``: the module on every row with batch norm over the active rows
   (bsnc/codegen/masked.py), its active rows kept and scatter-added.
 
-It prints dense / gather per share and the *threshold*: the smallest share from which dense is
+Maps are channels-last by default, as ``bsnc train`` lays them out. It prints dense / gather per share and the *threshold*: the smallest share from which dense is
 faster at every larger share measured, or ``never``. Set the result in
 ``bsnc.codegen.runtime.DENSE_THRESHOLD`` for the device, or in ``BSNC_DENSE_THRESHOLD``.
 """
@@ -28,7 +28,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bsnc.codegen.gather import run_on_rows  # noqa: E402
+from bsnc.codegen.gather import add_rows, run_on_rows  # noqa: E402
+from bsnc.codegen.layout import take_rows  # noqa: E402
 from bsnc.codegen.masked import masked_forward  # noqa: E402
 
 ROWS = 64
@@ -40,20 +41,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _steps(channels: int, size: int, share: float, device: torch.device):
+LAYOUTS = {"channels-last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+def _steps(channels: int, size: int, share: float, device: torch.device, layout: str = "channels-last"):
     torch.manual_seed(0)
-    module = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels)).to(device).train()
-    x = torch.randn(ROWS, channels, size, size, device=device, requires_grad=True)
+    fmt = LAYOUTS[layout]
+    module = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
+    module = module.to(device, memory_format=fmt).train()
+    x = torch.randn(ROWS, channels, size, size, device=device).contiguous(memory_format=fmt).requires_grad_()
     take = torch.randperm(ROWS, device=device)[:round(share * ROWS)].sort().values
     mask = torch.zeros(ROWS, dtype=torch.bool, device=device).index_fill_(0, take, True)
 
     def gather() -> None:
         y = run_on_rows(module, x, take)
-        x.new_zeros(x.shape).index_add(0, take, y).sum().backward()
+        add_rows(torch.zeros_like(x), take, y).sum().backward()
 
     def dense() -> None:
-        y = masked_forward(module, x, mask).index_select(0, take)
-        x.new_zeros(x.shape).index_add(0, take, y).sum().backward()
+        y = take_rows(masked_forward(module, x, mask), take)
+        add_rows(torch.zeros_like(x), take, y).sum().backward()
     return {"gather": gather, "dense": dense}
 
 
@@ -65,9 +71,10 @@ def _time(step, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def measure(channels: int, size: int, share: float, device: torch.device, repeats: int, warmup: int) -> float:
+def measure(channels: int, size: int, share: float, device: torch.device, repeats: int, warmup: int,
+            layout: str = "channels-last") -> float:
     """Median over interleaved repeats of dense time / gather time."""
-    steps = _steps(channels, size, share, device)
+    steps = _steps(channels, size, share, device, layout)
     for _ in range(warmup):
         for step in steps.values():
             step()
@@ -96,19 +103,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="channels-last")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: CUDA is not available here")
     torch.set_num_threads(args.threads)
     print(f"dense-masked / gather, training step of conv3x3+BN on {ROWS} source rows, {args.device}, "
-          f"{args.threads} threads; < 1: dense is faster")
+          f"{args.layout}, {args.threads} threads; < 1: dense is faster")
     print("| C | size | " + " | ".join(f"{s:.0%}" for s in SHARES) + " | threshold |")
     print("|---|---|" + "---|" * (len(SHARES) + 1))
     overall: list[float | None] = []
     for channels in args.channels:
         for size in args.sizes:
-            ratios = {s: measure(channels, size, s, device, args.repeats, args.warmup) for s in SHARES}
+            ratios = {s: measure(channels, size, s, device, args.repeats, args.warmup, args.layout) for s in SHARES}
             found = threshold(ratios)
             overall.append(found)
             print(f"| {channels} | {size} | " + " | ".join(f"{ratios[s]:.2f}" for s in SHARES)

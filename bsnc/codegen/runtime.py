@@ -78,11 +78,19 @@ class Structure:
         self.src_list, self.dst_list = [int(v) for v in edge_src], [int(v) for v in edge_dst]
         self.stochastic = torch.tensor(list(stochastic), dtype=torch.bool)
         self.stochastic_index = torch.nonzero(self.stochastic).flatten()
-        # edges grouped by destination layer (canonical order is by destination already)
-        self.in_edges = [torch.nonzero(self.edge_dst == layer).flatten() for layer in range(n_layers)]
-        self.out_edges = [torch.nonzero(self.edge_src == layer).flatten() for layer in range(n_layers)]
         # layers in topological order = index order (the generator numbers them so)
         self.order = list(range(n_layers))
+        # a layer's level: the longest path to it. Every edge goes to a higher level, so the
+        # layers of one level are independent: connectivity runs level by level, not layer by layer
+        level = [0] * n_layers
+        for e in sorted(range(len(self.dst_list)), key=lambda e: self.dst_list[e]):
+            level[self.dst_list[e]] = max(level[self.dst_list[e]], level[self.src_list[e]] + 1)
+        into = [[e for e in range(len(self.dst_list)) if level[self.dst_list[e]] == k] for k in range(max(level) + 1)]
+        out_of = [[e for e in range(len(self.src_list)) if level[self.src_list[e]] == k] for k in range(max(level) + 1)]
+        # per level with edges: those edges, and [edges, layers] float incidence of their
+        # destinations (into) or sources (out of): any-over-edges per layer is one product
+        self.levels_in = [self._group(edges, self.dst_list) for edges in into if edges]
+        self.levels_out = [self._group(edges, self.src_list) for edges in out_of if edges]
         self.plain = decisions is None
         if decisions is None:
             n = int(self.stochastic_index.numel())
@@ -116,6 +124,11 @@ class Structure:
                 self.membership[e, d] = 1.0
         self._on: dict[torch.device, _DeviceTables] = {}
 
+    def _group(self, edges: list[int], ends: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        incidence = torch.zeros((len(edges), self.n_layers))
+        incidence[torch.arange(len(edges)), torch.tensor([ends[e] for e in edges], dtype=torch.long)] = 1.0
+        return torch.tensor(edges, dtype=torch.long), incidence
+
     @property
     def n_edges(self) -> int:
         return int(self.edge_src.numel())
@@ -133,8 +146,8 @@ class Structure:
 
             tables = _DeviceTables(
                 move(self.edge_src), move(self.edge_dst), move(self.stochastic), move(self.stochastic_index),
-                [move(t) if t.numel() else None for t in self.in_edges],
-                [move(t) if t.numel() else None for t in self.out_edges],
+                [(move(e), move(m)) for e, m in self.levels_in],
+                [(move(e), move(m)) for e, m in self.levels_out],
                 move(self.edge_decision.clamp(min=0)), move(self.edge_option), move(self.gate_index),
                 move(self.gate_logit), move(self.gate_first_edge), move(self.choice_index), move(self.choice_logit),
                 move(self.membership),
@@ -149,8 +162,8 @@ class _DeviceTables:
     edge_dst: torch.Tensor
     stochastic: torch.Tensor
     stochastic_index: torch.Tensor
-    in_edges: list[torch.Tensor | None]
-    out_edges: list[torch.Tensor | None]
+    levels_in: list[tuple[torch.Tensor, torch.Tensor]]  # see Structure.levels_in
+    levels_out: list[tuple[torch.Tensor, torch.Tensor]]
     edge_decision: torch.Tensor  # fixed edges point at decision 0; ``stochastic`` masks them out
     edge_option: torch.Tensor
     gate_index: torch.Tensor
@@ -242,25 +255,19 @@ def sample_architecture(structure: Structure, gate_logits: torch.Tensor, batch: 
     connected = torch.zeros((batch, structure.n_layers), dtype=torch.bool, device=device)
     connected[:, structure.input_index] = True
     drawn = torch.zeros((batch, n_edges), dtype=torch.bool, device=device)
-    for layer in structure.order:
-        incoming = tables.in_edges[layer]
-        if incoming is None:
-            continue
+    for incoming, into in tables.levels_in:  # in topological order of levels
         h = proposal[:, incoming] & connected[:, src[incoming]]
         drawn[:, incoming] = h
-        connected[:, layer] = h.any(dim=1)
+        connected |= (h.to(into.dtype) @ into) > 0
 
     dst = tables.edge_dst
     reaches = torch.zeros((batch, structure.n_layers), dtype=torch.bool, device=device)
     reaches[:, structure.output_index] = connected[:, structure.output_index]
     active = torch.zeros_like(drawn)
-    for layer in reversed(structure.order):
-        outgoing = tables.out_edges[layer]
-        if outgoing is None:
-            continue
+    for outgoing, out_of in reversed(tables.levels_out):
         a = drawn[:, outgoing] & reaches[:, dst[outgoing]]
         active[:, outgoing] = a
-        reaches[:, layer] = a.any(dim=1)
+        reaches |= (a.to(out_of.dtype) @ out_of) > 0
 
     src_connected = connected[:, src] & stochastic  # [B, E]: the edges that were offered at all
     if structure.plain:
