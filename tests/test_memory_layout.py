@@ -202,25 +202,8 @@ network v(C: int = 4) {
 """
 
 
-@pytest.fixture
-def viewflat(monkeypatch):
-    from bsnc import primitives
-    from bsnc.ops import REGISTRY
-    from tests.helpers import ROOT
-
-    monkeypatch.syspath_prepend(str(ROOT / "tests" / "data" / "plugins"))
-    registry, origins, loaded = dict(REGISTRY), dict(primitives._origin), set(primitives._loaded)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(registry)
-    primitives._origin.clear()
-    primitives._origin.update(origins)
-    primitives._loaded.clear()
-    primitives._loaded.update(loaded)
-
-
 def test_a_network_of_user_primitives_trains_contiguous_and_a_view_on_channels_last_is_a_clear_error(
-        tmp_path, viewflat):
+        tmp_path, plugins):
     path = tmp_path / "v.bsn"
     path.write_text(VIEWING)
     result = _train(str(path), "--primitives", "viewflat", "--epochs", "2", "--run-dir", str(tmp_path / "a"))

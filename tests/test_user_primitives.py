@@ -38,23 +38,6 @@ NET = textwrap.dedent("""\
 """)
 
 
-@pytest.fixture
-def plugins(monkeypatch):
-    """tinyattn importable; the registry restored afterwards so no other test sees 'attention'."""
-    monkeypatch.syspath_prepend(str(PLUGINS))
-    registry, origins, scanned = dict(REGISTRY), dict(primitives._origin), set(primitives._scanned)
-    loaded = set(primitives._loaded)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(registry)
-    primitives._origin.clear()
-    primitives._origin.update(origins)
-    primitives._scanned.clear()
-    primitives._scanned.update(scanned)
-    primitives._loaded.clear()
-    primitives._loaded.update(loaded)
-
-
 def test_attention_counts_like_torch(plugins):
     primitives.load(["tinyattn"])
     prim = REGISTRY["attention"]
