@@ -215,6 +215,10 @@ class Network:
     def param_count(self) -> int:
         return sum(e.param_count() for e in self.edges)
 
+    def primitives_used(self) -> set[str]:
+        """The names of the primitives its edges and layers' post-ops call."""
+        return {op.prim for e in self.edges for op in e.ops} | {op.prim for layer in self.layers for op in layer.post}
+
     def iter_edges(self) -> Iterator[Edge]:
         return iter(self.edges)
 

@@ -21,7 +21,11 @@ def memory_format(x: torch.Tensor) -> torch.memory_format:
     included); contiguous otherwise, and for a tensor with one channel or one pixel, which is
     both."""
     last = _CHANNELS_LAST.get(x.dim())
-    if last is None or x.shape[1] == 1 or math.prod(x.shape[2:]) == 1 or x.stride(1) != 1:
+    if last is None or x.stride(1) != 1 or x.shape[1] == 1:
+        return torch.contiguous_format
+    if x.is_contiguous(memory_format=last):  # the common case, without reading every stride
+        return torch.contiguous_format if x.is_contiguous() else last
+    if math.prod(x.shape[2:]) == 1:
         return torch.contiguous_format
     order = (0, *range(2, x.dim()), 1)
     strides = [x.stride(d) for d in order if x.shape[d] > 1]
@@ -72,8 +76,7 @@ def channels_last_by_default(network: "Network") -> bool:
     channels-last map refuses)."""
     from bsnc.primitives import BUILTIN
 
-    used = {op.prim for e in network.edges for op in e.ops} | {op.prim for layer in network.layers for op in layer.post}
-    return len(network.layer(network.input).shape) == 3 and used <= BUILTIN
+    return len(network.layer(network.input).shape) == 3 and network.primitives_used() <= BUILTIN
 
 
 def memory_format_for(network: "Network", channels_last: bool) -> torch.memory_format:

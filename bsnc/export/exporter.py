@@ -278,8 +278,7 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     for key in ("val_acc", "test_acc"):
         if meta.get(key) is not None:
             header.append(f"{key.replace('_acc', ' accuracy')} {meta[key] * 100:.2f}%")
-    used = primitives.origins(sorted({op.prim for e in pruned.edges for op in e.ops}
-                                     | {op.prim for layer in pruned.layers for op in layer.post}))
+    used = primitives.origins(sorted(pruned.primitives_used()))
     if used:
         header.append(f"user primitives {', '.join(f'{k} ({v})' for k, v in used.items())}")
 
