@@ -144,8 +144,16 @@ class _Distributed:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.enabled = self.world > 1
-        if self.enabled and not dist.is_initialized():
+        self.owned = self.enabled and not dist.is_initialized()  # this run started the group
+        if self.owned:
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+    def close(self) -> None:
+        """Destroy the process group this run started: a process that exits with gloo's threads
+        still running can abort ("terminate called without an active exception")."""
+        if self.owned and dist.is_initialized():
+            dist.destroy_process_group()
+            self.owned = False
 
     @property
     def main(self) -> bool:
@@ -810,4 +818,6 @@ def train(config: TrainConfig, datasets: Any = None, initial: dict[str, Any] | N
     except KeyboardInterrupt:
         # checkpoints are written atomically: the last one is whole, whatever the moment of Ctrl-C
         raise Interrupted(f"interrupted; {trainer._last_checkpoint()}") from None
+    finally:
+        trainer.dist.close()
 
