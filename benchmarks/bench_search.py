@@ -126,10 +126,11 @@ def _setup(contender: str, channels: int, scenario: str, gamma: float, mask: lis
     x = x.contiguous(memory_format=fmt)
     if contender == "static":
         model = compile_network(prune(network, torch.tensor(mask)))().train().to(device, memory_format=fmt)
+        zero_grad = _zero_grad(model)
 
         def step() -> None:
             torch.nn.functional.cross_entropy(model(x), y).backward()
-            model.zero_grad(set_to_none=True)
+            zero_grad()
         return step
     core = compile_network(network)().train().to(device, memory_format=fmt)
     core.set_mode("sample")
@@ -143,14 +144,21 @@ def _setup(contender: str, channels: int, scenario: str, gamma: float, mask: lis
         core.dense_threshold = "always"
     paper = contender.startswith("paper")
     model = PaperStrategy(core) if paper else core
+    zero_grad = _zero_grad(core)
 
     def step() -> None:
         loss = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
         log_prob = model.log_prob if paper else core.last.log_prob
         reinforce = ((loss.detach() - loss.detach().mean()) * log_prob).mean()
         (loss.mean() + reinforce).backward()
-        core.zero_grad(set_to_none=True)
+        zero_grad()
     return step
+
+
+def _zero_grad(model: nn.Module):
+    """Clears gradients as a training loop does, through its optimizer's parameter list
+    (``Module.zero_grad`` walks every submodule: 1 ms a step for the super network)."""
+    return torch.optim.SGD(model.parameters(), lr=0.0).zero_grad
 
 
 def _synchronize(device: torch.device) -> None:

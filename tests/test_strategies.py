@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from bsnc.codegen import runtime
+from bsnc.codegen.connectivity import by_levels
 from bsnc.codegen.layout import memory_format
 from bsnc.codegen.masked import eligible, masked_batch_norm, masked_forward
 from bsnc.codegen.reference import architecture_from_mask
@@ -141,7 +142,8 @@ def test_the_device_threshold_comes_from_the_table_or_the_environment(monkeypatc
 
 def test_the_sync_free_executor_reads_nothing_back_to_the_host(monkeypatch):
     """What would synchronise a GPU: a tensor's value read on the host. Forbidden during the
-    forward pass with ``dense_threshold = "always"`` (checked here on the CPU: no GPU to watch)."""
+    forward pass with ``dense_threshold = "always"`` (checked here on the CPU: no GPU to watch;
+    connectivity as a GPU derives it, level by level, where the CPU packs bits on the host)."""
     network, module = build(FABRICS / "cnf.bsn", W=3, C=4, size=8)
     module.train().set_mode("sample")
     module.dense_threshold = "always"
@@ -151,6 +153,7 @@ def test_the_sync_free_executor_reads_nothing_back_to_the_host(monkeypatch):
         def read(*args, **kwargs):
             raise AssertionError(f"{name} reads a device value on the host")
         return read
+    monkeypatch.setattr(runtime, "connectivity", by_levels)
     with monkeypatch.context() as patch:
         for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "nonzero"):
             patch.setattr(torch.Tensor, name, forbidden(f"Tensor.{name}"))

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bsnc.codegen.connectivity import connectivity
 from bsnc.codegen.gather import add_rows, run_on_rows
 from bsnc.codegen.layout import take_rows, zeros_rows
 from bsnc.codegen.masked import eligible, masked_forward
@@ -91,6 +92,10 @@ class Structure:
         # destinations (into) or sources (out of): any-over-edges per layer is one product
         self.levels_in = [self._group(edges, self.dst_list) for edges in into if edges]
         self.levels_out = [self._group(edges, self.src_list) for edges in out_of if edges]
+        # (edge, source, destination) in order of destination, and of source: bsnc.codegen.connectivity
+        ends = list(zip(range(len(self.src_list)), self.src_list, self.dst_list))
+        self.edges_by_dst = sorted(ends, key=lambda end: end[2])
+        self.edges_by_src = sorted(ends, key=lambda end: end[1])
         self.plain = decisions is None
         if decisions is None:
             n = int(self.stochastic_index.numel())
@@ -229,9 +234,11 @@ def sample_architecture(structure: Structure, gate_logits: torch.Tensor, batch: 
     stochastic = tables.stochastic
     values = None
 
+    edge_logits = None
+    if structure.plain:  # [E] each edge's gate logit (0 for fixed edges)
+        edge_logits = gate_logits.new_zeros(n_edges).index_put((tables.stochastic_index,), gate_logits)
     if mode in ("sample", "deterministic") and structure.plain:
-        logits = torch.zeros(n_edges, device=device, dtype=gate_logits.dtype)
-        logits = logits.index_put((tables.stochastic_index,), gate_logits.detach())
+        logits = edge_logits.detach()
         if mode == "sample":
             uniform = torch.rand((batch, n_edges), device=device, generator=generator)
             proposal = uniform < torch.sigmoid(logits)
@@ -251,29 +258,11 @@ def sample_architecture(structure: Structure, gate_logits: torch.Tensor, batch: 
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     proposal = proposal | ~stochastic  # fixed edges are proposed always; connectivity decides
 
+    drawn, connected, active = connectivity(structure, proposal)
     src = tables.edge_src
-    connected = torch.zeros((batch, structure.n_layers), dtype=torch.bool, device=device)
-    connected[:, structure.input_index] = True
-    drawn = torch.zeros((batch, n_edges), dtype=torch.bool, device=device)
-    for incoming, into in tables.levels_in:  # in topological order of levels
-        h = proposal[:, incoming] & connected[:, src[incoming]]
-        drawn[:, incoming] = h
-        connected |= (h.to(into.dtype) @ into) > 0
-
-    dst = tables.edge_dst
-    reaches = torch.zeros((batch, structure.n_layers), dtype=torch.bool, device=device)
-    reaches[:, structure.output_index] = connected[:, structure.output_index]
-    active = torch.zeros_like(drawn)
-    for outgoing, out_of in reversed(tables.levels_out):
-        a = drawn[:, outgoing] & reaches[:, dst[outgoing]]
-        active[:, outgoing] = a
-        reaches |= (a.to(out_of.dtype) @ out_of) > 0
-
     src_connected = connected[:, src] & stochastic  # [B, E]: the edges that were offered at all
-    if structure.plain:
-        logits = torch.zeros(n_edges, device=device, dtype=gate_logits.dtype)
-        logits = logits.index_put((tables.stochastic_index,), gate_logits)
-        step = torch.where(drawn, F.logsigmoid(logits), F.logsigmoid(-logits))
+    if edge_logits is not None:
+        step = torch.where(drawn, F.logsigmoid(edge_logits), F.logsigmoid(-edge_logits))
         log_prob = torch.where(src_connected, step, torch.zeros_like(step)).sum(dim=1)
     else:
         if values is None:  # full and mask modes: read each decision's value off the proposal
