@@ -15,6 +15,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -377,8 +378,12 @@ class Executor:
         self.counts: list[int] = active.sum(dim=0).tolist()
         present = (active.to(torch.float32) @ _incidence(structure)) > 0
         present[:, structure.input_index] = True
-        self._present = present
         self._sizes: list[int] = present.sum(dim=0).tolist()
+        # row indices are worked out in numpy: a tensor operation costs ~5 us whatever its size,
+        # several per edge and step; numpy's cost a fraction of that
+        self._present = present.numpy()
+        self._active_by_edge = np.ascontiguousarray(active.numpy().T)  # [E, B]
+        self._slot = self._present.cumsum(axis=0, dtype=np.int64) - 1  # [B, L]: a present row's place in its layer's tensor
         self._rows_of_layer: dict[int, torch.Tensor] = {}
         self._positions: dict[tuple[int, int], torch.Tensor | None] = {}
         self._src = structure.src_list
@@ -390,9 +395,10 @@ class Executor:
         self._owned: tuple[int, torch.Tensor] | None = None
 
     def _layer_rows(self, layer: int) -> torch.Tensor:
+        """The batch rows present in ``layer`` (on the CPU)."""
         rows = self._rows_of_layer.get(layer)
         if rows is None:
-            rows = torch.nonzero(self._present[:, layer]).flatten()
+            rows = torch.from_numpy(np.flatnonzero(self._present[:, layer]))
             self._rows_of_layer[layer] = rows
         return rows
 
@@ -404,10 +410,8 @@ class Executor:
         if self.counts[edge] == self._sizes[layer]:
             found = None
         else:
-            where = torch.full((self.batch,), -1, dtype=torch.long)
-            layer_rows = self._layer_rows(layer)
-            where[layer_rows] = torch.arange(layer_rows.numel())
-            found = where[torch.nonzero(self._active[:, edge]).flatten()].to(self.device, non_blocking=True)
+            slots = self._slot[np.flatnonzero(self._active_by_edge[edge]), layer]
+            found = torch.from_numpy(slots).to(self.device, non_blocking=True)
         self._positions[key] = found
         return found
 
