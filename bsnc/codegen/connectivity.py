@@ -14,26 +14,36 @@ Two implementations of the same rule (DESIGN §4), checked against each other in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from bsnc.codegen.runtime import Structure
+
+class Structure(Protocol):
+    """What connectivity reads of :class:`bsnc.codegen.runtime.Structure`."""
+
+    n_layers: int
+    input_index: int
+    output_index: int
+    edges_by_dst: list[tuple[int, int, int]]  # (edge, source, destination), by destination
+    edges_by_src: list[tuple[int, int, int]]  # the same, by source
+
+    def on(self, device: torch.device) -> Any:  # edge_src, edge_dst, levels_in, levels_out there
+        ...
 
 
 Connectivity = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # drawn [B, E], connected [B, L], active [B, E]
 
 
-def connectivity(structure: "Structure", proposal: torch.Tensor) -> Connectivity:
+def connectivity(structure: Structure, proposal: torch.Tensor) -> Connectivity:
     """``drawn``, ``connected`` and ``active`` for ``proposal`` ([B, E] bool, fixed edges set)."""
     if proposal.device.type == "cpu":
         return by_bits(structure, proposal)
     return by_levels(structure, proposal)
 
 
-def by_levels(structure: "Structure", proposal: torch.Tensor) -> Connectivity:
+def by_levels(structure: Structure, proposal: torch.Tensor) -> Connectivity:
     """Level by level, on ``proposal``'s device."""
     device = proposal.device
     tables = structure.on(device)
@@ -57,7 +67,7 @@ def by_levels(structure: "Structure", proposal: torch.Tensor) -> Connectivity:
     return drawn, connected, active
 
 
-def by_bits(structure: "Structure", proposal: torch.Tensor) -> Connectivity:
+def by_bits(structure: Structure, proposal: torch.Tensor) -> Connectivity:
     """Edge by edge over bit sets of rows, for a CPU ``proposal``."""
     batch = proposal.shape[0]
     proposed = _pack(proposal.numpy().T)
