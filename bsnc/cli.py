@@ -534,7 +534,7 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
 
         raise NoArchitectureError(
             f"no epoch of this run chose an architecture that reaches the output within the budget {budget} "
-            f"(the last costs {result.deterministic_cost:,.0f}); {result.run_dir} has no best.pt and "
+            f"(the last costs {result.cost.format(result.deterministic_cost)}); {result.run_dir} has no best.pt and "
             "`bsnc export` refuses it unless --allow-over-budget. Try a larger --budget, more --epochs "
             "(--resume --epochs N extends this run) or a larger --lambda")
     if as_json:

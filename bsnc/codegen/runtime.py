@@ -32,7 +32,7 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
 
 MODES = ("sample", "full", "deterministic", "mask")
 # Per device type, the share of its source's rows from which an edge runs dense-masked rather than
-# on gathered rows; None: never. Measured by benchmarks/bench_strategies.py (docs/performance.md):
+# on gathered rows; None: never. Measured by benchmarks/bench_strategies.py (docs/gpu.md):
 # on this project's CPU (2 cores, oneDNN) dense-masked was slower at every share below 1, so
 # partial edges gather. No GPU was measured; BSNC_DENSE_THRESHOLD (a share, or "never") or a
 # model's ``dense_threshold`` attribute sets it.

@@ -134,6 +134,7 @@ class TrainResult:
     budget: float | None
     shipped: Point | None = None  # best.pt: the most accurate architecture within budget; None: no such one
     front: ParetoFront | None = None
+    cost: Cost | None = None  # what ``deterministic_cost`` and ``budget`` measure (``cost.format`` shows a value)
 
 
 class _Distributed:
@@ -765,7 +766,7 @@ class Trainer:
         else:
             test_acc = final.test_acc if final.test_acc is not None else self.evaluate(self.splits.test)
         return TrainResult(self.run_dir, self.core, self.network, self.history, test_acc,
-                           final.deterministic_cost, self.budget, shipped, self.front)
+                           final.deterministic_cost, self.budget, shipped, self.front, self.cost)
 
     def _last_checkpoint(self) -> str:
         """Which checkpoint a stopped run can go on from, as a sentence: one that exists, or none."""
