@@ -25,7 +25,8 @@ peak; on the CPU the resident set's (Linux VmHWM), measured in a run of its own 
 mmap threshold fixed (``MALLOC_MMAP_THRESHOLD_``): by default glibc raises that threshold as
 blocks are freed, so whether a large block comes back from the heap or from the kernel depends
 on what happened before, and the same step's peak varied by ±8% between processes (with the
-threshold fixed, to within 0.1 MB). A separate profiling run counts oneDNN's primitive-cache
+threshold fixed, to within 0.1 MB); that run measures a step after three warm-up steps, so that
+one-time allocations (imports, caches) are not counted as the step's. A separate profiling run counts oneDNN's primitive-cache
 misses per step; timing and misses come after ``--warmup`` steps, the steady state of a
 training run.
 """
@@ -171,9 +172,11 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _first_step_peak_mb(step, device: torch.device) -> float:
-    """Peak memory growth of the process's first step: on the CPU the allocator keeps what a step
-    frees, so a later step would show no growth (Linux VmHWM, reset just before the step)."""
+def _step_peak_mb(step, device: torch.device) -> float:
+    """Peak memory growth of a step (Linux VmHWM on the CPU, reset just before the step). With
+    glibc's moving mmap threshold the allocator keeps what a step frees, so only the process's
+    first step shows growth; with the threshold fixed, large blocks go back to the kernel when
+    freed and every step shows its own."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -192,7 +195,12 @@ def child(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     spec = json.loads(Path(args.spec).read_text())
     step = _setup(args.child, args.channels, args.scenario, spec["gamma"], spec["mask"], device, args.layout)
-    peak = _first_step_peak_mb(step, device)
+    if args.memory:  # a step after warm-up: one-time allocations (imports, caches) are not the step's
+        for _ in range(args.warmup):
+            step()
+        print(json.dumps({"peak_mb": _step_peak_mb(step, device)}))
+        return
+    peak = _step_peak_mb(step, device)
     for _ in range(args.warmup - 1):
         step()
     if args.count_misses:
@@ -249,11 +257,12 @@ FIXED_MMAP_THRESHOLD = str(128 * 1024)
 
 def _run_child(contender: str, scenario: str, channels: int, spec: Path, args, profile: bool = False,
                memory: bool = False):
-    steps, warmup = (1, 1) if memory else (args.steps, args.warmup)
+    steps, warmup = (1, 3) if memory else (args.steps, args.warmup)
     command = [sys.executable, __file__, "--child", contender, "--scenario", scenario, "--channels", str(channels),
                "--spec", str(spec), "--threads", str(args.threads), "--steps", str(steps),
                "--warmup", str(warmup), "--device", args.device, "--layout", args.layout]
     command += ["--count-misses"] if profile else []
+    command += ["--memory"] if memory else []
     env = dict(os.environ)
     if profile:
         env["ONEDNN_VERBOSE"] = "profile_create"
@@ -383,6 +392,7 @@ def main() -> None:
     parser.add_argument("--scenario", choices=SCENARIOS, help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--count-misses", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.warmup = max(1, args.warmup)
     try:
