@@ -46,7 +46,7 @@ class _Command(click.Command):
         super().__init__(*args, **kwargs)
         self.params += [
             click.Option(["-q", "--quiet"], count=True, expose_value=False, callback=_count_option,
-                         help="Say less: only results and errors (no progress, no notes)."),
+                         help="Say less: only results, warnings and errors (no progress, no notes)."),
             click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_count_option,
                          help="Say more: the command's wall time; train: progress bars even off a terminal."),
         ]
