@@ -342,8 +342,12 @@ def cost(file: Path, defines: dict[str, str], costs: tuple[str, ...], mask: Path
               help="Random architectures timed end to end to check the table (0: skip the check).")
 @click.option("--repeats", type=click.IntRange(min=1), default=15, show_default=True,
               help="Timed runs per edge after warm-up; the median is kept.")
+@click.option("--channels-last/--no-channels-last", "channels_last", default=False, show_default=True,
+              help="Lay image maps out channels-last (NHWC in memory), as a model deployed with "
+                   "memory_format=torch.channels_last runs them; default: contiguous, PyTorch's default. "
+                   "The table records it.")
 def latency_table(file: Path, defines: dict[str, str], device: str, output: Path, batch_size: int, samples: int,
-                  repeats: int) -> None:
+                  repeats: int, channels_last: bool) -> None:
     """Time every edge of FILE on a device and write a latency lookup table.
 
     Entries are keyed by the edge's signature (op chain and input shape), so a table made for
@@ -364,6 +368,7 @@ def latency_table(file: Path, defines: dict[str, str], device: str, output: Path
     numeric.whole("--batch-size", batch_size, 1, numeric.MAX_BATCH_SIZE)
     numeric.whole("--samples", samples, 0, numeric.MAX_REPEATS)
     numeric.whole("--repeats", repeats, 1, numeric.MAX_REPEATS)
+    layout = "channels-last" if channels_last else "contiguous"
     network = load_network(file, defines)
     target = latency.resolve_device(device)
     check_fits(network, target, batch_size)
@@ -373,10 +378,14 @@ def latency_table(file: Path, defines: dict[str, str], device: str, output: Path
         if existing.batch_size != batch_size:
             raise click.UsageError(f"{output} was timed at batch size {existing.batch_size}; "
                                    f"--batch-size {batch_size} needs another file")
+        if existing.layout != layout:
+            flag = "--channels-last" if channels_last else "--no-channels-last"
+            raise click.UsageError(f"{output} holds timings of {existing.layout} maps; {flag} needs another file")
         latency.check_table(existing, output, device)
-    table, added = latency.measure_table(network, target, batch_size, existing, repeats=repeats)
+    table, added = latency.measure_table(network, target, batch_size, existing, repeats=repeats, layout=layout)
     latency.write_table(table, output)
-    click.echo(f"wrote {output}: {len(table.entries)} edge signatures ({added} timed now) on {table.device_name}")
+    click.echo(f"wrote {output}: {len(table.entries)} edge signatures ({added} timed now) on {table.device_name}, "
+               f"{table.layout} maps")
     if samples:
         agreement = latency.check_agreement(network, table, target, samples=samples)
         click.echo(f"table vs measured end-to-end latency of {agreement.samples} random architectures: "

@@ -328,6 +328,39 @@ def test_latency_table_command_writes_reuses_and_reports(tmp_path):
     again = runner.invoke(main, args)
     assert "(0 timed now)" in again.output
     assert all(v > 0 for v in json.loads(table.read_text())["entries"].values())
+    assert json.loads(table.read_text())["layout"] == "contiguous" and "contiguous maps" in result.output
+    other_layout = runner.invoke(main, args + ["--channels-last"])
+    assert other_layout.exit_code == 2 and "holds timings of contiguous maps; --channels-last needs another file" \
+        in other_layout.output and "Traceback" not in other_layout.output
+
+
+def test_latency_table_times_image_edges_in_the_layout_it_records(tmp_path, monkeypatch):
+    """A channels-last deployment is timed channels-last: the edge module and its input both."""
+    bsn = tmp_path / "t.bsn"
+    bsn.write_text("network t() {\n input x : [2, 8, 8]\n output y : [4, 8, 8]\n x -> y : conv(4)\n}\n")
+    seen = []
+
+    def spy(fn, device, warmup=3, repeats=15):
+        module, x = fn.__defaults__
+        weight = next(module.parameters())
+        seen.append((x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(),
+                     weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()))
+        return 1.0
+    monkeypatch.setattr("bsnc.costs.latency.time_callable", spy)
+    table = tmp_path / "cl.json"
+    result = CliRunner().invoke(main, ["latency-table", str(bsn), "-o", str(table), "--samples", "2",
+                                       "--channels-last", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(table.read_text())["layout"] == "channels-last" and "channels-last maps" in result.output
+    assert seen and all(x and w for x, w in seen), seen  # the edge, then the sampled static networks
+    assert LatencyTable.load(table).layout == "channels-last"
+
+
+def test_a_latency_table_without_a_layout_is_contiguous_and_a_bad_one_is_refused(tmp_path):
+    network = _network(_chain(3))
+    assert LatencyTable.load(_table(tmp_path, network)).layout == "contiguous"
+    with pytest.raises(UsageError, match='"layout": "nhwc"; expected one of "contiguous", "channels-last"'):
+        LatencyTable.load(_table(tmp_path, network, layout="nhwc"))
 
 
 # --- bsnc cost ---------------------------------------------------------------------------------------

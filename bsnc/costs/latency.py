@@ -22,6 +22,7 @@ from bsnc.files import atomic_write_text, read_regular
 from bsnc.ir import Edge, Network
 
 FORMAT = "bsnc-latency-table/1"
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels-last": torch.channels_last}
 
 
 def device_name(device: torch.device) -> str:
@@ -85,6 +86,7 @@ class LatencyTable:
     torch_version: str
     batch_size: int
     entries: dict[str, float]  # signature -> milliseconds
+    layout: str = "contiguous"  # of the image maps timed (LAYOUTS); tables from before it: contiguous
 
     def to_json(self) -> str:
         data = {
@@ -93,6 +95,7 @@ class LatencyTable:
             "device_name": self.device_name,
             "torch": self.torch_version,
             "batch_size": self.batch_size,
+            "layout": self.layout,
             "entries": dict(sorted(self.entries.items())),
         }
         return json.dumps(data, indent=2) + "\n"
@@ -109,27 +112,40 @@ class LatencyTable:
             raise UsageError(f"latency table {path}: not valid JSON ({exc})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise UsageError(f"latency table {path}: not a bsnc latency table (expected \"format\": \"{FORMAT}\")")
+        layout = data.get("layout", "contiguous")
+        if layout not in LAYOUTS:
+            raise UsageError(f"latency table {path}: \"layout\": {json.dumps(layout)}; expected one of "
+                             f"{', '.join(map(json.dumps, LAYOUTS))}")
         try:
             return cls(str(data["device"]), str(data["device_name"]), str(data["torch"]),
-                       int(data["batch_size"]), {str(k): float(v) for k, v in data["entries"].items()})
+                       int(data["batch_size"]), {str(k): float(v) for k, v in data["entries"].items()}, layout)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UsageError(f"latency table {path}: malformed ({exc})") from None
 
 
+def in_layout(module: nn.Module, x: torch.Tensor, layout: str) -> tuple[nn.Module, torch.Tensor]:
+    """``module`` and its input ``x`` in ``layout`` when ``x`` is a batch of image maps."""
+    if x.dim() != 4:
+        return module, x
+    fmt = LAYOUTS[layout]
+    return module.to(memory_format=fmt), x.contiguous(memory_format=fmt)
+
+
 def measure_table(network: Network, device: torch.device, batch_size: int, existing: LatencyTable | None,
-                  progress: bool = True, repeats: int = 15) -> tuple[LatencyTable, int]:
-    """Time every edge signature not yet in ``existing``; returns the table and how many were new."""
+                  progress: bool = True, repeats: int = 15, layout: str = "contiguous") -> tuple[LatencyTable, int]:
+    """Time every edge signature not yet in ``existing`` (whose layout is ``layout``), image maps
+    laid out in ``layout``; returns the table and how many were new."""
     from tqdm import tqdm
 
-    table = existing or LatencyTable(device.type, device_name(device), torch.__version__, batch_size, {})
+    table = existing or LatencyTable(device.type, device_name(device), torch.__version__, batch_size, {}, layout)
     todo: dict[str, Edge] = {}
     for edge in network.edges:
         signature = edge.signature()
         if signature not in table.entries and signature not in todo:
             todo[signature] = edge
     for signature, edge in tqdm(todo.items(), desc="timing edges", unit="edge", disable=not progress):
-        module = edge_module(edge).to(device).eval()
-        x = torch.randn((batch_size,) + tuple(edge.shapes[0]), device=device)
+        module, x = in_layout(edge_module(edge).to(device).eval(),
+                              torch.randn((batch_size,) + tuple(edge.shapes[0]), device=device), table.layout)
         table.entries[signature] = time_callable(lambda m=module, v=x: m(v), device, repeats=repeats)
     return table, len(todo)
 
@@ -216,8 +232,9 @@ def check_agreement(network: Network, table: LatencyTable, device: torch.device,
             static = prune(network, proposal)
         except BsncError:
             continue  # inconsistent, or a concat slot no static network can fill: nothing to time
-        module = compile_network(static)().to(device).eval()
-        x = torch.randn((table.batch_size,) + tuple(network.layer(network.input).shape), device=device)
+        module, x = in_layout(compile_network(static)().to(device).eval(),
+                              torch.randn((table.batch_size,) + tuple(network.layer(network.input).shape),
+                                          device=device), table.layout)
         measured.append(time_callable(lambda m=module, v=x: m(v), device))
         predicted.append(float(active.to(torch.float64) @ vector))
         bar.update(1)
