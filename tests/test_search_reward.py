@@ -52,6 +52,21 @@ def test_the_inconsistent_penalty_option_raises_the_floor():
     assert float(low[0]) == pytest.approx(math.log(10) + 2.0 * 2.0 + rewards.MARGIN)  # E + λ·penalty(full) + margin
 
 
+def test_the_floor_takes_the_largest_bound_of_every_process():
+    """Under torchrun the advantage compares every process's samples: a process whose own batch
+    holds only cheap samples still floors its inconsistent ones above another's costliest."""
+    delta, inconsistent = torch.tensor([0.1, 0.2]), torch.tensor([True, False])
+    here = rewards.reward(delta, torch.tensor([0.0, 0.5]), inconsistent, lam=2.0, kind="hinge",
+                          empty=math.log(10), full_ratio=3.0)
+    elsewhere_costliest = 9.0  # another process sampled a (non-monotone) cost at 9x the budget
+    merged = rewards.reward(delta, torch.tensor([0.0, 0.5]), inconsistent, lam=2.0, kind="hinge",
+                            empty=math.log(10), full_ratio=3.0,
+                            global_max=lambda bound: max(bound, elsewhere_costliest - 1))
+    assert float(here[0]) == pytest.approx(math.log(10) + 2.0 * 2.0 + rewards.MARGIN)
+    assert float(merged[0]) == pytest.approx(math.log(10) + 2.0 * 8.0 + rewards.MARGIN)
+    assert merged[1] == here[1]
+
+
 def test_the_empty_prediction_has_the_loss_of_ln_k():
     out = torch.zeros(4, 7)
     loss = torch.nn.functional.cross_entropy(out, torch.tensor([0, 1, 2, 6]), reduction="none")

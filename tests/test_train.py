@@ -280,8 +280,9 @@ def _ddp_worker(rank: int, world: int, port: int, path: str, run_dir: str, out_d
     config = _config(path, run_dir, epochs=2)
     trainer = Trainer(config)
     trainer.run()
-    torch.save({k: v.detach().clone() for k, v in trainer.core.state_dict().items()},
-               Path(out_dir) / f"rank{rank}.pt")
+    state = {k: v.detach().clone() for k, v in trainer.core.state_dict().items()}
+    state["largest bound"] = torch.tensor(trainer.dist.max(float(rank) + 0.5, trainer.device))
+    torch.save(state, Path(out_dir) / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
 
@@ -292,6 +293,7 @@ def test_two_gloo_processes_hold_identical_gates_and_weights(tiny, tmp_path):
     a = torch.load(out / "rank0.pt", weights_only=True)
     b = torch.load(out / "rank1.pt", weights_only=True)
     assert not torch.allclose(a["gate_logits"], torch.full_like(a["gate_logits"], 3.0))
+    assert float(a["largest bound"]) == float(b["largest bound"]) == 1.5  # the reward floor's bound, shared
     for key in a:
         if "running" in key or "num_batches" in key:
             continue  # batch-norm statistics are per process

@@ -6,7 +6,8 @@ Only the reward is shaped here; the back-propagated loss is the plain per-exampl
 **Why an inconsistent sample always loses.** Write ``E`` for the loss of an empty prediction
 (an all-zero output: ln K for K classes, per example or per pixel, see :func:`empty_loss`) and
 ``P`` for the largest penalty any consistent sample can have (:func:`penalty_bound`: the
-penalty at the full cost, or at the batch's largest sampled cost if that is larger). A
+penalty at the full cost, or at the batch's largest sampled cost if that is larger; under
+torchrun the largest over every process's batch, since the advantage compares them all). A
 consistent example's reward is
 
     D_c = min(Δ, E) + λ·penalty(C/budget) + ε·idle ≤ E + λ·P + ε·S,
@@ -27,6 +28,7 @@ keeps that order.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -64,7 +66,8 @@ def penalty_bound(full_cost: float, budget: float, kind: str, ratio: torch.Tenso
 
 def reward(delta: torch.Tensor, ratio: torch.Tensor, inconsistent: torch.Tensor, *, lam: float, kind: str,
            empty: float, full_ratio: float, extra: float = 0.0, idle: torch.Tensor | None = None,
-           idle_weight: float = 0.0, max_idle: int = 0, use_weight: float = 0.0) -> torch.Tensor:
+           idle_weight: float = 0.0, max_idle: int = 0, use_weight: float = 0.0,
+           global_max: Callable[[float], float] | None = None) -> torch.Tensor:
     """Per-example reward (lower is better) of a batch of sampled architectures.
 
     ``delta`` per-example loss, ``ratio`` sampled cost / budget, ``inconsistent`` the samples
@@ -74,12 +77,16 @@ def reward(delta: torch.Tensor, ratio: torch.Tensor, inconsistent: torch.Tensor,
     compute nothing the output uses); each costs ``idle_weight``, a tie-break that lets Γ decide
     edges no loss or cost can tell apart. It is part of E + λ·P in the bound above, as
     ``idle_weight * max_idle`` (``max_idle``: the number of edges). ``use_weight`` is
-    :func:`budget_use`'s weight; as it is <= 0 it leaves the bound as it is."""
+    :func:`budget_use`'s weight; as it is <= 0 it leaves the bound as it is. ``global_max`` takes
+    a bound to the largest over the (global, under torchrun) batch: every process's floor is then
+    the same, above every consistent sample of every process."""
     ratio = ratio.to(delta.dtype)
     consistent = delta.detach().clamp(max=empty) + lam * penalty(ratio, kind) + budget_use(ratio, use_weight)
     if idle is not None and idle_weight:
         consistent = consistent + idle_weight * idle.to(consistent.dtype)
     bound = penalty_bound(full_ratio, 1.0, kind, ratio[~inconsistent])
+    if global_max is not None:
+        bound = global_max(bound)
     floor = empty + lam * bound + idle_weight * max_idle + MARGIN + extra
     return torch.where(inconsistent, torch.full_like(consistent, floor), consistent)
 

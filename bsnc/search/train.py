@@ -168,6 +168,14 @@ class _Distributed:
         dist.all_reduce(pair)
         return (pair[0] / pair[1].clamp(min=1)).to(value.dtype)
 
+    def max(self, value: float, device: torch.device) -> float:
+        """The largest of every process's ``value``."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t)
+
     def total(self, *values: float, device: torch.device) -> list[float]:
         if not self.enabled:
             return list(values)
@@ -567,7 +575,8 @@ class Trainer:
                                             extra=self.config.inconsistent_penalty, idle=idle_edges(arch),
                                             idle_weight=self.config.idle_penalty,
                                             max_idle=len(self.network.edges),
-                                            use_weight=self.config.budget_use)
+                                            use_weight=self.config.budget_use,
+                                            global_max=lambda bound: self.dist.max(bound, self.device))
                     adv = rewards.advantage(reward, lambda v: self.dist.mean(v.sum(), v.shape[0]))
                     loss = loss + (adv.detach() * arch.log_prob).mean()
                     loss = loss + self.entropy_weight(epoch) * self.core.entropy()
