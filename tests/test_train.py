@@ -378,3 +378,47 @@ def test_training_on_a_full_disk_is_an_error_naming_the_file(tiny, tmp_path, mon
     assert result.exit_code == 1, result.output
     assert result.stderr == f"error: {run / 'config.json'}: cannot write it (no space left on the device)\n"
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_a_crash_between_two_writes_of_an_epoch_leaves_no_file_naming_a_missing_one(tiny, tmp_path, monkeypatch):
+    """pareto.json and ckpt.pt's front name point checkpoints; whichever write of the last epoch
+    the process dies before, every file they name is on disk."""
+    import bsnc.search.train as training
+    from bsnc.search.checkpoint import load_checkpoint
+
+    real_save, real_write = training.save_checkpoint, training.atomic_write_text
+    writes: list[str] = []
+    crash_at = [None]
+
+    def counted(write, run):
+        def wrapper(path, *args, **kwargs):
+            if len(writes) == crash_at[0]:
+                raise _Crash(str(path))
+            writes.append(Path(path).relative_to(run).as_posix())
+            return write(path, *args, **kwargs)
+        return wrapper
+
+    def run_until_crash(run: Path, at: int | None) -> None:
+        writes.clear()
+        crash_at[0] = at
+        monkeypatch.setattr(training, "save_checkpoint", counted(real_save, run))
+        monkeypatch.setattr(training, "atomic_write_text", counted(real_write, run))
+        train(_config(tiny, run, epochs=3, warmup_epochs=0))
+
+    run_until_crash(tmp_path / "whole", None)
+    epochs = [i for i, name in enumerate(writes) if name == "ckpt.pt"]
+    last = writes[epochs[-2] + 1:]  # what the last epoch writes
+    assert len(epochs) == 3 and "best.pt" in last and any(n.startswith("pareto/") for n in last), writes
+    for k in range(len(last)):
+        run = tmp_path / f"crash{k}"
+        with pytest.raises(_Crash):
+            run_until_crash(run, epochs[-2] + 1 + k)
+        front = json.loads((run / "pareto.json").read_text())
+        assert all((run / p["file"]).is_file() for p in front), (k, last, front)
+        state = load_checkpoint(run / "ckpt.pt")
+        assert all((run / p["file"]).is_file() for p in state["pareto"]), (k, last, state["pareto"])

@@ -749,17 +749,21 @@ class Trainer:
             if improved:
                 self.best_val = val_acc
             if self.dist.main:
+                # in an order that a crash between any two writes leaves no file naming a missing
+                # one: a point's checkpoint before the front that lists it, ckpt.pt (whose state
+                # holds the front too, and which a resume redoes the epoch from) after them, and
+                # the points that left the front removed last
                 state = self._state(epoch)
-                save_checkpoint(self.run_dir / "ckpt.pt", state)
                 if joined:
                     (self.run_dir / "pareto").mkdir(exist_ok=True)
                     save_checkpoint(self.run_dir / point_file(epoch + 1), state)
-                for point in dropped:
-                    (self.run_dir / point.file).unlink(missing_ok=True)
                 if improved:
                     save_checkpoint(self.run_dir / "best.pt", state)
                 atomic_write_text(self.run_dir / "pareto.json", json.dumps(self.front.to_json(), indent=2) + "\n")
                 self._write_metrics()
+                save_checkpoint(self.run_dir / "ckpt.pt", state)
+                for point in dropped:
+                    (self.run_dir / point.file).unlink(missing_ok=True)
                 for logger in loggers:
                     logger.log(self.record(metrics))
                 if not config.quiet:
