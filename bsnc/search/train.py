@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -155,6 +156,10 @@ class _Distributed:
         if self.owned and dist.is_initialized():
             dist.destroy_process_group()
             self.owned = False
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
 
     @property
     def main(self) -> bool:
@@ -781,6 +786,15 @@ class Trainer:
         return TrainResult(self.run_dir, self.core, self.network, self.history, test_acc,
                            final.deterministic_cost, self.budget, shipped, self.front, self.cost)
 
+    def release(self) -> None:
+        """Let go of the process group: the DistributedDataParallel wrapper first (its reducer
+        holds the group, and its reference cycles would otherwise keep it, and gloo's threads,
+        alive until the interpreter shuts down, where destroying them can abort), then the group."""
+        if self.model is not self.core:
+            self.model = self.core
+            gc.collect()
+        self.dist.close()
+
     def _last_checkpoint(self) -> str:
         """Which checkpoint a stopped run can go on from, as a sentence: one that exists, or none."""
         ckpt = self.run_dir / "ckpt.pt"
@@ -828,10 +842,12 @@ def _optimizer(name: str, groups: list[dict[str, Any]], lr: float) -> torch.opti
 def train(config: TrainConfig, datasets: Any = None, initial: dict[str, Any] | None = None) -> TrainResult:
     trainer = Trainer(config, datasets, initial)
     try:
-        return trainer.run()
+        result = trainer.run()
+        trainer.dist.barrier()  # every process is done before any tears its group down
+        return result
     except KeyboardInterrupt:
         # checkpoints are written atomically: the last one is whole, whatever the moment of Ctrl-C
         raise Interrupted(f"interrupted; {trainer._last_checkpoint()}") from None
     finally:
-        trainer.dist.close()
+        trainer.release()
 
