@@ -277,13 +277,21 @@ def _ddp_worker(rank: int, world: int, port: int, path: str, run_dir: str, out_d
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    config = _config(path, run_dir, epochs=2)
-    trainer = Trainer(config)
-    trainer.run()
-    state = {k: v.detach().clone() for k, v in trainer.core.state_dict().items()}
-    state["largest bound"] = torch.tensor(trainer.dist.max(float(rank) + 0.5, trainer.device))
+    import bsnc.search.train as training
+
+    maxima = []  # (this process's bound, every process's largest), one per search step
+    shared_max = training._Distributed.max
+
+    def spy(self, value, device):
+        largest = shared_max(self, value, device)
+        maxima.append((value, largest))
+        return largest
+    training._Distributed.max = spy
+    result = train(_config(path, run_dir, epochs=2))  # as the CLI runs it: to the barrier and release
+    state = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
+    state["maxima"] = torch.tensor(maxima, dtype=torch.float64)
+    state["group left"] = torch.tensor(not torch.distributed.is_initialized())
     torch.save(state, Path(out_dir) / f"rank{rank}.pt")
-    torch.distributed.destroy_process_group()
 
 
 def test_two_gloo_processes_hold_identical_gates_and_weights(tiny, tmp_path):
@@ -293,10 +301,14 @@ def test_two_gloo_processes_hold_identical_gates_and_weights(tiny, tmp_path):
     a = torch.load(out / "rank0.pt", weights_only=True)
     b = torch.load(out / "rank1.pt", weights_only=True)
     assert not torch.allclose(a["gate_logits"], torch.full_like(a["gate_logits"], 3.0))
-    assert float(a["largest bound"]) == float(b["largest bound"]) == 1.5  # the reward floor's bound, shared
+    # the reward floor's bound: every process takes the largest of all of them, each search step
+    assert len(a["maxima"]) == len(b["maxima"]) > 0
+    assert torch.equal(a["maxima"][:, 1], b["maxima"][:, 1])
+    assert torch.equal(a["maxima"][:, 1], torch.maximum(a["maxima"][:, 0], b["maxima"][:, 0]))
+    assert bool(a["group left"]) and bool(b["group left"])  # train() destroyed the group it started
     for key in a:
-        if "running" in key or "num_batches" in key:
-            continue  # batch-norm statistics are per process
+        if "running" in key or "num_batches" in key or key == "maxima":
+            continue  # batch-norm statistics are per process, and so is each one's own bound
         assert torch.allclose(a[key], b[key], atol=1e-6), key
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.pt", "ckpt.pt", "config.json",
                                                                      "metrics.jsonl", "pareto", "pareto.json"]
@@ -403,12 +415,12 @@ def test_a_crash_between_two_writes_of_an_epoch_leaves_no_file_naming_a_missing_
             return write(path, *args, **kwargs)
         return wrapper
 
-    def run_until_crash(run: Path, at: int | None) -> None:
+    def run_until_crash(run: Path, at: int | None, **changes) -> None:
         writes.clear()
         crash_at[0] = at
         monkeypatch.setattr(training, "save_checkpoint", counted(real_save, run))
         monkeypatch.setattr(training, "atomic_write_text", counted(real_write, run))
-        train(_config(tiny, run, epochs=3, warmup_epochs=0))
+        train(_config(tiny, run, **{"epochs": 3, "warmup_epochs": 0, **changes}))
 
     run_until_crash(tmp_path / "whole", None)
     epochs = [i for i, name in enumerate(writes) if name == "ckpt.pt"]
@@ -422,3 +434,9 @@ def test_a_crash_between_two_writes_of_an_epoch_leaves_no_file_naming_a_missing_
         assert all((run / p["file"]).is_file() for p in front), (k, last, front)
         state = load_checkpoint(run / "ckpt.pt")
         assert all((run / p["file"]).is_file() for p in state["pareto"]), (k, last, state["pareto"])
+    # a resume after the last crash leaves exactly the front's checkpoints, also removing one a crash
+    # left between ckpt.pt and the removal of the points that had left the front
+    (run / "pareto" / "epoch-099.pt").write_bytes((run / "ckpt.pt").read_bytes())
+    run_until_crash(run, None, epochs=4, resume=True)
+    front = json.loads((run / "pareto.json").read_text())
+    assert sorted(p.as_posix() for p in (run / "pareto").iterdir()) == sorted((run / p["file"]).as_posix() for p in front)

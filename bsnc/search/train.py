@@ -158,8 +158,14 @@ class _Distributed:
             self.owned = False
 
     def barrier(self) -> None:
-        if self.enabled:
+        """Wait for every process; one that stopped early is an error here too, in bsnc's words."""
+        if not self.enabled:
+            return
+        try:
             dist.barrier()
+        except RuntimeError as exc:  # gloo: the peer closed its connection; NCCL: a timeout
+            raise BsncError(f"another process of this torchrun job stopped before the end of the run; "
+                            f"its output says why ({exc})") from None
 
     @property
     def main(self) -> bool:
@@ -731,8 +737,8 @@ class Trainer:
             gamma = self.core.gamma().detach() if self.stochastic else torch.empty(0)
             # an architecture that does not reach the output costs nothing but is no model
             within = consistent and (self.budget is None or det_cost <= self.budget)
-            joined, dropped = (self.front.offer(Point(epoch + 1, val_acc, det_cost, within))
-                               if consistent else (False, []))
+            joined, _ = (self.front.offer(Point(epoch + 1, val_acc, det_cost, within))
+                         if consistent else (False, []))
             best = self.front.best()
             improved = joined and best is not None and best.epoch == epoch + 1
             # test accuracy of every model that joins the Pareto front, and of the last one
@@ -757,7 +763,8 @@ class Trainer:
                 # in an order that a crash between any two writes leaves no file naming a missing
                 # one: a point's checkpoint before the front that lists it, ckpt.pt (whose state
                 # holds the front too, and which a resume redoes the epoch from) after them, and
-                # the points that left the front removed last
+                # the checkpoints of points off the front (left this epoch, or by a crash before)
+                # removed last
                 state = self._state(epoch)
                 if joined:
                     (self.run_dir / "pareto").mkdir(exist_ok=True)
@@ -767,8 +774,7 @@ class Trainer:
                 atomic_write_text(self.run_dir / "pareto.json", json.dumps(self.front.to_json(), indent=2) + "\n")
                 self._write_metrics()
                 save_checkpoint(self.run_dir / "ckpt.pt", state)
-                for point in dropped:
-                    (self.run_dir / point.file).unlink(missing_ok=True)
+                self._remove_points_off_the_front()
                 for logger in loggers:
                     logger.log(self.record(metrics))
                 if not config.quiet:
@@ -785,6 +791,13 @@ class Trainer:
             test_acc = final.test_acc if final.test_acc is not None else self.evaluate(self.splits.test)
         return TrainResult(self.run_dir, self.core, self.network, self.history, test_acc,
                            final.deterministic_cost, self.budget, shipped, self.front, self.cost)
+
+    def _remove_points_off_the_front(self) -> None:
+        named = {point.file for point in self.front.points}
+        folder = self.run_dir / "pareto"
+        for path in sorted(folder.glob("epoch-*.pt")) if folder.is_dir() else []:
+            if f"pareto/{path.name}" not in named:
+                path.unlink(missing_ok=True)
 
     def release(self) -> None:
         """Let go of the process group: the DistributedDataParallel wrapper first (its reducer
