@@ -379,8 +379,9 @@ def latency_table(file: Path, defines: dict[str, str], device: str, output: Path
             raise click.UsageError(f"{output} was timed at batch size {existing.batch_size}; "
                                    f"--batch-size {batch_size} needs another file")
         if existing.layout != layout:
-            flag = "--channels-last" if channels_last else "--no-channels-last"
-            raise click.UsageError(f"{output} holds timings of {existing.layout} maps; {flag} needs another file")
+            made = "--channels-last" if existing.layout == "channels-last" else "--no-channels-last (the default)"
+            raise click.UsageError(f"{output} holds timings of {existing.layout} maps (made with {made}); "
+                                   f"pass the same, or -o another file")
         latency.check_table(existing, output, device)
     table, added = latency.measure_table(network, target, batch_size, existing, repeats=repeats, layout=layout)
     latency.write_table(table, output)

@@ -330,8 +330,8 @@ def test_latency_table_command_writes_reuses_and_reports(tmp_path):
     assert all(v > 0 for v in json.loads(table.read_text())["entries"].values())
     assert json.loads(table.read_text())["layout"] == "contiguous" and "contiguous maps" in result.output
     other_layout = runner.invoke(main, args + ["--channels-last"])
-    assert other_layout.exit_code == 2 and "holds timings of contiguous maps; --channels-last needs another file" \
-        in other_layout.output and "Traceback" not in other_layout.output
+    assert other_layout.exit_code == 2 and "holds timings of contiguous maps (made with --no-channels-last (the " \
+        "default)); pass the same, or -o another file" in other_layout.output and "Traceback" not in other_layout.output
 
 
 def test_latency_table_times_image_edges_in_the_layout_it_records(tmp_path, monkeypatch):
@@ -357,8 +357,13 @@ def test_latency_table_times_image_edges_in_the_layout_it_records(tmp_path, monk
 
 
 def test_a_latency_table_without_a_layout_is_contiguous_and_a_bad_one_is_refused(tmp_path):
+    from bsnc.costs.latency import measure_table
+
     network = _network(_chain(3))
     assert LatencyTable.load(_table(tmp_path, network)).layout == "contiguous"
+    with pytest.raises(ValueError, match="contiguous timings; channels-last ones cannot extend it"):
+        measure_table(network, torch.device("cpu"), 1, LatencyTable.load(_table(tmp_path, network)),
+                      progress=False, layout="channels-last")
     with pytest.raises(UsageError, match='"layout": "nhwc"; expected one of "contiguous", "channels-last"'):
         LatencyTable.load(_table(tmp_path, network, layout="nhwc"))
 

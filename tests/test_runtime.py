@@ -247,3 +247,12 @@ def test_a_network_named_like_a_helper_class_still_builds():
     network, module = build_text(text)
     module.set_mode("full")
     assert module(torch.randn(2, 2, 4, 4)).shape == (2, 2)
+
+
+def test_a_structure_refuses_layers_out_of_topological_order():
+    """Connectivity walks edges by index order; generated code numbers layers so, and a hand-built
+    structure that does not is refused rather than given wrong architectures."""
+    from bsnc.codegen.runtime import Structure
+
+    with pytest.raises(ValueError, match="topological order"):
+        Structure(3, 0, 1, [0, 2], [2, 1], [True, True])

@@ -78,6 +78,9 @@ class Structure:
         self.edge_src = torch.tensor(list(edge_src), dtype=torch.long)
         self.edge_dst = torch.tensor(list(edge_dst), dtype=torch.long)
         self.src_list, self.dst_list = [int(v) for v in edge_src], [int(v) for v in edge_dst]
+        if any(s >= d for s, d in zip(self.src_list, self.dst_list)):
+            # connectivity (and the executor) rely on it; generated code numbers layers so
+            raise ValueError("layers must be numbered in topological order: every edge from a lower index to a higher")
         self.stochastic = torch.tensor(list(stochastic), dtype=torch.bool)
         self.stochastic_index = torch.nonzero(self.stochastic).flatten()
         # layers in topological order = index order (the generator numbers them so)

@@ -137,6 +137,8 @@ def measure_table(network: Network, device: torch.device, batch_size: int, exist
     laid out in ``layout``; returns the table and how many were new."""
     from tqdm import tqdm
 
+    if existing is not None and existing.layout != layout:
+        raise ValueError(f"the table holds {existing.layout} timings; {layout} ones cannot extend it")
     table = existing or LatencyTable(device.type, device_name(device), torch.__version__, batch_size, {}, layout)
     todo: dict[str, Edge] = {}
     for edge in network.edges:
