@@ -20,13 +20,13 @@ Scenarios: ``gamma95`` (γ = 0.95 on every edge, each example its own architectu
 
 Each measurement runs in its own process, since contenders in one process share oneDNN's
 primitive cache; rounds interleave the contenders in time and ratios are paired per round,
-then the median is reported. Peak memory is the growth of one step: on CUDA the allocator's
-peak; on the CPU the resident set's (Linux VmHWM), measured in a run of its own with glibc's
-mmap threshold fixed (``MALLOC_MMAP_THRESHOLD_``): by default glibc raises that threshold as
+then the median is reported. Peak memory is the growth of one step after three warm-up steps,
+in a run of its own: on CUDA the allocator's peak; on the CPU the resident set's (Linux VmHWM)
+with glibc's mmap threshold fixed (``MALLOC_MMAP_THRESHOLD_``): by default glibc raises that threshold as
 blocks are freed, so whether a large block comes back from the heap or from the kernel depends
 on what happened before, and the same step's peak varied by ±8% between processes (with the
-threshold fixed, to within 0.1 MB); that run measures a step after three warm-up steps, so that
-one-time allocations (imports, caches) are not counted as the step's. A separate profiling run counts oneDNN's primitive-cache
+threshold fixed, to within 0.2 MB). Warm-up keeps one-time allocations (imports, caches) out
+of the step's peak. A separate profiling run counts oneDNN's primitive-cache
 misses per step; timing and misses come after ``--warmup`` steps, the steady state of a
 training run.
 """
@@ -266,7 +266,7 @@ def _run_child(contender: str, scenario: str, channels: int, spec: Path, args, p
     env = dict(os.environ)
     if profile:
         env["ONEDNN_VERBOSE"] = "profile_create"
-    if memory:
+    if memory and args.device == "cpu":
         env["MALLOC_MMAP_THRESHOLD_"] = FIXED_MMAP_THRESHOLD
     out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     if out.returncode != 0:
@@ -311,11 +311,11 @@ def parent(args: argparse.Namespace) -> dict:
                     case["runs"][contender].append(_run_child(contender, scenario, channels, spec, args))
                 print(f"round {round_ + 1}/{args.repeats} {scenario} C={channels}: " + ", ".join(
                     f"{c} {case['runs'][c][-1]['s'] * 1e3:.0f} ms" for c in case["runs"]), flush=True)
-        if args.device == "cpu":  # one run each: with the threshold fixed, the peak repeats
-            for (scenario, channels), spec in specs.items():
-                case = results["cases"][f"{scenario}/C={channels}"]
-                case["peak_mb"] = {c: _run_child(c, scenario, channels, spec, args, memory=True)["peak_mb"]
-                                   for c in _contenders(scenario, args.sync_free, args.layout)}
+        # one run each, after warm-up: the peak repeats (CUDA's allocator; on the CPU with the threshold fixed)
+        for (scenario, channels), spec in specs.items():
+            case = results["cases"][f"{scenario}/C={channels}"]
+            case["peak_mb"] = {c: _run_child(c, scenario, channels, spec, args, memory=True)["peak_mb"]
+                               for c in _contenders(scenario, args.sync_free, args.layout)}
         if args.profile and args.device == "cpu":  # oneDNN is the CPU's convolution library
             for (scenario, channels), spec in specs.items():
                 case = results["cases"][f"{scenario}/C={channels}"]
@@ -324,11 +324,9 @@ def parent(args: argparse.Namespace) -> dict:
     for case in results["cases"].values():
         runs = case["runs"]
         case["median_ms"] = {c: statistics.median(r["s"] for r in v) * 1e3 for c, v in runs.items()}
-        timed_peaks = {c: statistics.median(r["peak_mb"] for r in v) for c, v in runs.items()}
-        if "peak_mb" in case:  # the CPU: the timed runs' peaks, with glibc's moving threshold, for the record
-            case["timed_runs_peak_mb"] = timed_peaks
-        else:
-            case["peak_mb"] = timed_peaks
+        # the timed runs' first steps, one-time allocations included (on the CPU with glibc's moving
+        # threshold), for the record
+        case["timed_runs_peak_mb"] = {c: statistics.median(r["peak_mb"] for r in v) for c, v in runs.items()}
         peak = case["peak_mb"]
         for other in [c for c in runs if c != "bsnc"]:
             case[f"bsnc/{other}"] = statistics.median(a["s"] / b["s"] for a, b in zip(runs["bsnc"], runs[other]))
