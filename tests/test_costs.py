@@ -364,8 +364,9 @@ def test_a_latency_table_without_a_layout_is_contiguous_and_a_bad_one_is_refused
     with pytest.raises(ValueError, match="contiguous timings; channels-last ones cannot extend it"):
         measure_table(network, torch.device("cpu"), 1, LatencyTable.load(_table(tmp_path, network)),
                       progress=False, layout="channels-last")
-    with pytest.raises(UsageError, match='"layout": "nhwc"; expected one of "contiguous", "channels-last"'):
-        LatencyTable.load(_table(tmp_path, network, layout="nhwc"))
+    for bad in ("nhwc", ["channels-last"], {"a": 1}, None):  # strings, and values JSON has that no dict can hold
+        with pytest.raises(UsageError, match=r'"layout": .*; expected one of "contiguous", "channels-last"'):
+            LatencyTable.load(_table(tmp_path, network, layout=bad))
 
 
 # --- bsnc cost ---------------------------------------------------------------------------------------

@@ -383,7 +383,7 @@ class Executor:
         present[:, structure.input_index] = True
         self._sizes: list[int] = present.sum(dim=0).tolist()
         # row indices are worked out in numpy: a tensor operation costs ~5 us whatever its size,
-        # several per edge and step; numpy's cost a fraction of that
+        # several per edge and step; numpy's take a fraction of that
         self._present = present.numpy()
         self._active_by_edge = np.ascontiguousarray(active.numpy().T)  # [E, B]
         self._slot = self._present.cumsum(axis=0, dtype=np.int64) - 1  # [B, L]: a present row's place in its layer's tensor

@@ -113,7 +113,7 @@ class LatencyTable:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise UsageError(f"latency table {path}: not a bsnc latency table (expected \"format\": \"{FORMAT}\")")
         layout = data.get("layout", "contiguous")
-        if layout not in LAYOUTS:
+        if not isinstance(layout, str) or layout not in LAYOUTS:
             raise UsageError(f"latency table {path}: \"layout\": {json.dumps(layout)}; expected one of "
                              f"{', '.join(map(json.dumps, LAYOUTS))}")
         try:
