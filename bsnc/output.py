@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bsnc.errors import UsageError
 from bsnc.files import LEDGER, atomic_write_text
+from bsnc.launch import launch
 
 # Beside files written to a path the user named, bsnc records their SHA-256: a file whose
 # content still matches is bsnc's own and may be replaced; any other existing file needs --force.
@@ -115,7 +116,7 @@ def choose_run_dir(given: Path | None, base: Path, resume: bool) -> Path:
         if latest is None:
             raise UsageError(f"--resume: {base / LATEST} does not exist; give --run-dir DIR of the run to continue")
         return latest
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launch().distributed:
         raise UsageError("under torchrun, give --run-dir DIR: every process must write to the same run directory")
     for _ in range(100):  # another run may take a number between our look and our mkdir
         run_dir = next_run_dir(base)

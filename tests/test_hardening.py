@@ -190,6 +190,35 @@ def test_numeric_train_options_are_checked(tmp_path: Path, tiny: Path, option: s
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("variables, message", [
+    ({"WORLD_SIZE": "abc"}, "environment variable WORLD_SIZE='abc': expected a whole number, at least 1"),
+    ({"WORLD_SIZE": "0"}, "environment variable WORLD_SIZE='0': expected a whole number, at least 1"),
+    ({"RANK": "x"}, "environment variable RANK='x': expected a whole number, at least 0"),
+    ({"LOCAL_RANK": "-1"}, "environment variable LOCAL_RANK='-1': expected a whole number, at least 0"),
+    ({"RANK": "2", "WORLD_SIZE": "2"}, "environment variable RANK=2: expected less than WORLD_SIZE=2"),
+    ({"WORLD_SIZE": "2"}, "environment variable WORLD_SIZE=2 asks for 2 processes, but RANK, MASTER_ADDR and "
+                          "MASTER_PORT are not set: launch several processes with torchrun"),
+    ({"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "127.0.0.1"}, "but MASTER_PORT is not set"),
+    ({"BSNC_DENSE_THRESHOLD": "abc"},
+     "environment variable BSNC_DENSE_THRESHOLD='abc': expected a share from 0 to 1, never or always"),
+    ({"BSNC_DENSE_THRESHOLD": "nan"}, "environment variable BSNC_DENSE_THRESHOLD='nan': expected a share"),
+])
+def test_environment_variables_are_checked_before_the_run_starts(tmp_path: Path, tiny: Path, variables: dict[str, str],
+                                                                 message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchrun's variables and BSNC_DENSE_THRESHOLD, set by hand: an error naming the variable,
+    before the run directory is made (both were tracebacks, the directory left behind)."""
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "BSNC_DENSE_THRESHOLD"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["train", str(tiny), "--data", "fake", "--epochs", "1", "--budget", "1k",
+                                       "--device", "cpu", "--run-dir", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_keep_threshold_nan_is_refused(tiny: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["draw", str(tiny), "--keep-threshold", "nan", "-o", str(tmp_path / "d")])
     assert result.exit_code == 1

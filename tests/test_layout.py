@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bsnc"
 
 # The stage of each top-level name under bsnc: a module imports only its own stage or earlier ones.
 STAGES = {
-    "errors": 0, "files": 0, "version": 0, "ops": 0, "nn": 0, "ir": 0, "numeric": 0, "primitives": 0,  # the shared vocabulary
+    "errors": 0, "files": 0, "version": 0, "ops": 0, "nn": 0, "ir": 0, "numeric": 0, "launch": 0, "primitives": 0,  # the shared vocabulary
     "lang": 1,
     "codegen": 2,
     "costs": 3,

@@ -15,6 +15,7 @@ from bsnc.codegen.connectivity import by_levels
 from bsnc.codegen.layout import memory_format
 from bsnc.codegen.masked import eligible, masked_batch_norm, masked_forward
 from bsnc.codegen.reference import architecture_from_mask
+from bsnc.errors import UsageError
 from tests.helpers import DECISIONS_NET, FABRICS, build, build_text, input_for, matches_reference
 
 ROWS = torch.tensor([True, False, True, True, False, True, False, True, True])
@@ -136,7 +137,7 @@ def test_the_device_threshold_comes_from_the_table_or_the_environment(monkeypatc
     monkeypatch.setenv("BSNC_DENSE_THRESHOLD", "always")
     assert runtime.dense_threshold(cpu) == "always"
     monkeypatch.setenv("BSNC_DENSE_THRESHOLD", "2")
-    with pytest.raises(ValueError, match="BSNC_DENSE_THRESHOLD=2: expected a share from 0 to 1, never or always"):
+    with pytest.raises(UsageError, match="BSNC_DENSE_THRESHOLD='2': expected a share from 0 to 1, never or always"):
         runtime.dense_threshold(cpu)
 
 

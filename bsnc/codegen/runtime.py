@@ -10,6 +10,7 @@ the rows where they are active.
 
 from __future__ import annotations
 
+import math
 import os
 import weakref
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from bsnc.codegen.connectivity import connectivity
 from bsnc.codegen.gather import add_rows, run_on_rows
 from bsnc.codegen.layout import take_rows, zeros_rows
 from bsnc.codegen.masked import eligible, masked_forward
+from bsnc.errors import UsageError
 
 # oneDNN, behind CPU convolutions, compiles a primitive per shape and keeps 1,024 by default; an
 # edge's row count changes every step, and the misses cost more than the convolutions at small
@@ -347,9 +349,13 @@ def dense_threshold(device: torch.device) -> float | str | None:
         return DENSE_THRESHOLD.get(device.type)
     if value in ("never", "always"):
         return None if value == "never" else value
-    share = float(value)
+    try:
+        share = float(value)
+    except ValueError:
+        share = math.nan
     if not 0 <= share <= 1:
-        raise ValueError(f"BSNC_DENSE_THRESHOLD={value}: expected a share from 0 to 1, never or always")
+        raise UsageError(f"environment variable BSNC_DENSE_THRESHOLD={value!r}: expected a share from 0 to 1, "
+                         "never or always")
     return share
 
 

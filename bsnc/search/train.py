@@ -12,7 +12,6 @@ import dataclasses
 import gc
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from bsnc import numeric, primitives
 from bsnc.codegen.architecture import full_network, kept_edges
 from bsnc.codegen.layout import channels_last_by_default, memory_format_for
 from bsnc.codegen.loader import compile_network
-from bsnc.codegen.runtime import Architecture
+from bsnc.codegen.runtime import Architecture, dense_threshold
 from bsnc.costs.base import Cost
 from bsnc.costs.cheapest import cheapest_consistent
 from bsnc.costs.memory import check_fits
@@ -37,6 +36,7 @@ from bsnc.files import atomic_write_text, remove_leftovers
 from bsnc.ir import Network
 from bsnc.lang.frontend import network_from_program
 from bsnc.lang.program import Program, load_program
+from bsnc.launch import Launch, launch
 from bsnc.search import reward as rewards
 from bsnc.search.budget_anneal import anneal_span, anneal_warning, search_budget
 from bsnc.search.checkpoint import load_checkpoint, load_weights, save_checkpoint
@@ -141,11 +141,9 @@ class TrainResult:
 class _Distributed:
     """torchrun's environment, or a single process."""
 
-    def __init__(self, device: torch.device):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.enabled = self.world > 1
+    def __init__(self, device: torch.device, place: Launch):
+        self.world, self.rank, self.local_rank = place.world, place.rank, place.local_rank
+        self.enabled = place.distributed
         self.owned = self.enabled and not dist.is_initialized()  # this run started the group
         if self.owned:
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
@@ -195,12 +193,12 @@ class _Distributed:
         return t.tolist()
 
 
-def _resolve_device(name: str, local_rank: int) -> torch.device:
+def _resolve_device(name: str, place: Launch) -> torch.device:
     from bsnc.costs.latency import resolve_device
 
     device = resolve_device(name)
-    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        device = torch.device("cuda", local_rank)
+    if device.type == "cuda" and place.distributed:
+        device = torch.device("cuda", place.local_rank)
         torch.cuda.set_device(device)
     return device
 
@@ -323,8 +321,10 @@ class Trainer:
         if self.stochastic and self.budget is None:
             raise UsageError(f"--budget is needed to train {self.network.name}, which has stochastic edges "
                              f"(its full {self.cost.name} cost is {self.cost.format(self.cost.full())})")
-        self.device = _resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
-        self.dist = _Distributed(self.device)
+        place = launch()
+        self.device = _resolve_device(config.device, place)
+        dense_threshold(self.device)  # a bad BSNC_DENSE_THRESHOLD is refused before the run directory is made
+        self.dist = _Distributed(self.device, place)
         check_fits(self.network, self.device, config.batch_size, training=True)
         self.run_dir = Path(config.run_dir)
         self._check_run_dir()
