@@ -326,9 +326,10 @@ def decision_entropy(structure: Structure, gate_logits: torch.Tensor) -> torch.T
         total = total - (p * F.logsigmoid(theta) + (1 - p) * F.logsigmoid(-theta)).sum()
     if tables.choice_index.numel():
         logits = choice_logits(structure, gate_logits)
-        log_p = torch.log_softmax(logits, dim=1)
-        p_log_p = torch.where(torch.isfinite(logits), log_p.exp() * log_p, torch.zeros_like(log_p))
-        total = total - p_log_p.sum()
+        # a narrower group's padding (-inf) is replaced before the product, not after: its
+        # 0 * -inf would be a NaN in the gradient even where the value is masked out
+        log_p = torch.where(torch.isfinite(logits), torch.log_softmax(logits, dim=1), 0.0)
+        total = total - (log_p.exp() * log_p).sum()
     return total
 
 
