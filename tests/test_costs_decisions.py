@@ -19,7 +19,7 @@ from bsnc.codegen.runtime import sample_architecture
 from bsnc.costs.analytic import FlopsCost, ParamsCost
 from bsnc.costs.cheapest import cheapest_consistent
 from bsnc.costs.registry import parse_cost
-from bsnc.errors import UsageError
+from bsnc.errors import BsncError, UsageError
 from bsnc.ir import Network
 from bsnc.lang.frontend import network_from_text
 from bsnc.lang.summary import summary_dict, summary_lines
@@ -381,3 +381,49 @@ def test_check_names_the_decisions_of_a_network_that_is_not_plain():
                                                   "per_edge_gates": 1}
     plain = _net(CONCAT, CONSUMER="global_avgpool >> linear(3)")
     assert not any("decisions" in line for line in summary_lines(plain)) and "decisions" not in summary_dict(plain)
+
+
+# A concat layer read by a conv (which export can narrow) and by a pool (which reads every channel).
+MIXED_READERS = """
+network cm() {
+    input x : [1, 8, 8]
+    layer s : [4, 8, 8] post relu
+    fixed x -> s : conv(4)
+    layer q : [8, 8, 8] aggregate concat
+    s -> q as u : conv(4, k=1)
+    s -> q as v : conv(4, k=3)
+    layer r : [8, 4, 4]
+    q -> r as cv : conv(8, stride=2)
+    q -> r as pool : maxpool(2)
+    output y : [10]
+    fixed r -> y : global_avgpool >> linear(10)
+}
+"""
+
+
+@pytest.mark.parametrize("text", [MIXED_READERS, DECISIONS_NET.replace("READER", "global_avgpool >> linear(5)"),
+                                  DECISIONS_NET.replace("READER", "bn >> relu >> global_avgpool >> linear(5)")],
+                         ids=["mixed-readers", "head", "no-head"])
+def test_the_cost_of_an_architecture_is_the_cost_of_its_exported_network(text):
+    """Every architecture of the network (each decision's every value): flops and params as
+    training charges them equal those of the static network export writes. A head was once
+    discounted for absent slots while another reader kept the layer whole, so export shipped a
+    model over the budget its run had met."""
+    from bsnc.codegen.architecture import prune
+
+    network = network_from_text(text)
+    flops, params = FlopsCost(network), ParamsCost(network)
+    stochastic = [i for i, e in enumerate(network.edges) if e.stochastic]
+    checked = 0
+    for bits in itertools.product((False, True), repeat=len(stochastic)):
+        proposal = torch.ones(len(network.edges), dtype=torch.bool)
+        proposal[stochastic] = torch.tensor(bits)
+        try:
+            pruned = prune(network, proposal)
+        except BsncError:  # inconsistent with the decisions, or an unreachable output: nothing to export
+            continue
+        active = active_edges(network, proposal).unsqueeze(0)
+        assert flops(active).item() == FlopsCost(pruned).full(), bits
+        assert params(active).item() == ParamsCost(pruned).full(), bits
+        checked += 1
+    assert checked >= 4

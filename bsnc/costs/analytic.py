@@ -31,37 +31,54 @@ class SlotDiscount:
     absent: for each pair (consumer e', slot edge s into e''s source layer L) with e' active and s
     not, ``charge(head of e') * channels(s) / channels(L)``. A consumer counts when its
     :meth:`~bsnc.ir.Edge.head` exists and L's `post` keeps zero channels zero (otherwise an absent
-    slot is not zero where the head reads it, and the head needs all its input weights)."""
+    slot is not zero where the head reads it, and the head needs all its input weights), and only
+    in architectures where no active edge out of L lacks a head: such a reader needs every channel,
+    so the pruned network keeps L whole (:func:`~bsnc.codegen.architecture.prune`), and every
+    head with it."""
 
     def __init__(self, network: Network, charge: HeadCharge):
         consumers: list[int] = []
         slots: list[int] = []
         amounts: list[float] = []
+        pair_layer: list[int] = []
+        columns: dict[str, int] = {}  # a discounted layer's column in ``whole_readers``
+        whole_readers: list[list[int]] = []  # per discounted layer: its edges that read every channel
         for index, edge in enumerate(network.edges):
             layer = network.layer(edge.src)
             head = edge.head() if layer.aggregate == "concat" else None
             if head is None or any(op.prim not in ZERO_KEEPING for op in layer.post):
                 continue
+            if edge.src not in columns:
+                columns[edge.src] = len(whole_readers)
+                whole_readers.append([network.edge_index[e.key] for e in network.out_edges(edge.src)
+                                      if e.head() is None])
             full = charge(edge.ops[head], edge.shapes[head], edge.shapes[head + 1])
             for slot in network.in_edges(layer.name):
                 if slot.slot is None:
                     continue
                 consumers.append(index)
                 slots.append(network.edge_index[slot.key])
+                pair_layer.append(columns[edge.src])
                 # exact: a conv's or linear's charge is a multiple of its input channels
                 amounts.append(full * slot.shapes[-1][0] / layer.shape[0])
         self.n_edges = len(network.edges)
         self.consumers = torch.tensor(consumers, dtype=torch.long)
         self.slots = torch.tensor(slots, dtype=torch.long)
         self.amounts = torch.tensor(amounts, dtype=torch.float64)
+        self.pair_layer = torch.tensor(pair_layer, dtype=torch.long)
+        self.whole_readers = torch.zeros((self.n_edges, len(whole_readers)), dtype=torch.float32)
+        for column, readers in enumerate(whole_readers):
+            self.whole_readers[readers, column] = 1.0
 
     def __bool__(self) -> bool:
         return bool(self.consumers.numel())
 
     def _absent(self, active: torch.Tensor) -> torch.Tensor:
-        """[B, P] float: the pair's consumer is active and its slot edge is not."""
+        """[B, P] float: the pair's consumer is active, its slot edge is not, and no edge that
+        reads every channel of their layer is active."""
         a = torch.as_tensor(active).bool()
-        return (a[:, self.consumers] & ~a[:, self.slots]).to(torch.float64)
+        whole = (a.to(torch.float32) @ self.whole_readers) > 0  # [B, discounted layers]
+        return (a[:, self.consumers] & ~a[:, self.slots] & ~whole[:, self.pair_layer]).to(torch.float64)
 
     def __call__(self, active: torch.Tensor) -> torch.Tensor:
         """[B] the total discount of each row of active masks [B, E]."""
@@ -119,7 +136,8 @@ class FlopsCost(Cost):
 
 class ParamsCost(Cost):
     """Parameters of the active edges' modules: what the pruned model holds (the conv or linear
-    that starts an edge out of a `concat` layer loses the input weights of absent slots).
+    that starts an edge out of a `concat` layer loses the input weights of absent slots, when
+    export narrows the layer).
     ``additive`` (the per-edge vector dotted with the mask) unless the network has such an edge."""
 
     name = "params"
