@@ -427,3 +427,31 @@ def test_the_cost_of_an_architecture_is_the_cost_of_its_exported_network(text):
         assert params(active).item() == ParamsCost(pruned).full(), bits
         checked += 1
     assert checked >= 4
+
+
+@pytest.mark.parametrize("name", ["darts.bsn", "densenet.bsn", "unet.bsn", "proxyless.bsn"])
+def test_shipped_search_spaces_cost_what_their_exported_networks_cost(name):
+    """The same on the shipped spaces with concatenations and choice groups, over sampled
+    architectures (Γ at one half: every decision's values occur)."""
+    from bsnc.codegen.architecture import prune
+    from bsnc.lang.frontend import load_network
+    from tests.helpers import FABRICS, SMALL
+
+    network = load_network(FABRICS / name, {k: str(v) for k, v in SMALL[name].items()})
+    flops, params = FlopsCost(network), ParamsCost(network)
+    structure = structure_of(network)
+    generator = torch.Generator().manual_seed(0)
+    arch = sample_architecture(structure, torch.zeros(network.n_logits), 64, "sample", generator=generator)
+    checked = 0
+    for row in range(64):
+        if arch.inconsistent[row]:
+            continue
+        active = arch.active[row]
+        try:
+            pruned = prune(network, active)
+        except BsncError:  # a slot no exported layer can fill with zeros: export refuses it
+            continue
+        assert flops(active.unsqueeze(0)).item() == FlopsCost(pruned).full(), (name, row)
+        assert params(active.unsqueeze(0)).item() == ParamsCost(pruned).full(), (name, row)
+        checked += 1
+    assert checked >= 12, checked
