@@ -563,7 +563,8 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
 @click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help='Export this architecture instead: JSON {"edges": {"EDGE KEY": true|false}}.')
 @click.option("--keep-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
-              show_default=True, help="Keep the stochastic edges whose probability is above this.")
+              show_default=True, help="Keep the gated edges whose probability γ is above this; a choice group "
+                                      "keeps its most probable option whatever this is, as evaluation does.")
 @click.option("--pick", metavar="best|cheapest|COST", default=None,
               help="Which point of the run's Pareto front of (validation accuracy, cost): best (best.pt, the "
                    "most accurate within budget; the default), cheapest, or the most accurate costing at "
@@ -647,7 +648,8 @@ def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, ke
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Output path without suffix [default: the network's name]; writes .dot, .svg and .png.")
 @click.option("--keep-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
-              show_default=True, help="With --probs: an edge is kept when its probability is above this.")
+              show_default=True, help="With --probs: a gated edge is kept when its probability γ is above this; "
+                                      "a choice group keeps its most probable option whatever this is.")
 @click.option("--force", is_flag=True, help="Overwrite the .dot, .svg and .png even if bsnc did not write them.")
 def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path | None, keep_threshold: float,
          force: bool) -> None:

@@ -425,3 +425,51 @@ def test_shipped_fabric_trains_exports_static_and_round_trips(tmp_path, name, da
     module = compile_network(network)()
     module.load_state_dict(load_checkpoint(run / "best.pt")["model"])
     _same_outputs(network, module, static)
+
+
+def test_export_says_how_it_chose_and_keeps_accuracies_only_of_the_evaluated_architecture(tmp_path):
+    """--keep-threshold applies to gates; a choice group keeps its most probable option (0.6 here,
+    under every threshold). An architecture other than the one the run evaluated gets no
+    accuracy in its header (it once got that one's); a threshold that cuts the output is named."""
+    import math
+
+    from bsnc.search.checkpoint import load_checkpoint, save_checkpoint
+
+    (tmp_path / "t.bsn").write_text(_text())
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(main, ["train", str(tmp_path / "t.bsn"), "--data", "fake", "--epochs", "1",
+                                        "--budget", "100%", "--device", "cpu", "--run-dir", str(run), "-q"])
+    assert trained.exit_code == 0, trained.output
+    state = load_checkpoint(run / "ckpt.pt")
+    network = network_from_program(parse_text(_text(), "t.bsn"))
+    logits = torch.zeros(network.n_logits)
+    for decision in network.decisions:
+        if decision.kind == "choice":  # op[0] 0.6, op[1] 0.3, none 0.1
+            logits[decision.offset:decision.offset + 3] = torch.tensor([0.6, 0.3, 0.1]).log()
+        else:  # g: 0.9; x->c's own gate: 0.95
+            logits[decision.offset] = math.log(9.0) if decision.name == "g" else math.log(19.0)
+    state["model"]["gate_logits"] = logits
+    save_checkpoint(run / "ckpt.pt", state)
+
+    def export_at(threshold: str):
+        out = tmp_path / f"out{threshold}"
+        result = CliRunner().invoke(main, ["export", str(run / "ckpt.pt"), "--prune", "--keep-threshold", threshold,
+                                           "-o", str(out)])
+        text = (out / "t_pruned.bsn").read_text() if result.exit_code == 0 else ""
+        return result, text
+
+    result, text = export_at("0.5")
+    assert result.exit_code == 0, result.output
+    assert "gates with gamma > 0.5; each choice group its most probable option" in text
+    assert "decisions pick op[0], g on" in text and "val accuracy" in text and "not measured" not in text
+
+    result, text = export_at("0.92")  # g (0.9) off, x->c (0.95) on: not the evaluated architecture
+    assert result.exit_code == 0, result.output
+    assert "gates with gamma > 0.92; each choice group its most probable option" in text
+    assert "decisions pick op[0], g off" in text
+    assert "val accuracy" not in text and "test accuracy" not in text
+    assert "accuracy not measured: the run evaluated another architecture" in text
+
+    result, _ = export_at("0.99")  # every gate off: nothing reaches c, so nothing reaches y
+    assert result.exit_code == 1
+    assert "the edges kept at --keep-threshold 0.99 leaves the output 'y' unreachable" in result.stderr

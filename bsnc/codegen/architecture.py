@@ -17,8 +17,9 @@ from bsnc.lang.checks import build_network
 from bsnc.lang.expand import Flat
 
 
-def active_edges(network: Network, proposal: Sequence[bool] | torch.Tensor) -> torch.Tensor:
-    """The [E] active mask of a proposed mask, with the connectivity rule applied."""
+def active_edges(network: Network, proposal: Sequence[bool] | torch.Tensor, what: str = "the mask") -> torch.Tensor:
+    """The [E] active mask of a proposed mask, with the connectivity rule applied; BsncError,
+    saying ``what`` proposed it, when no path reaches the output."""
     structure = structure_of(network)
     logits = torch.zeros(network.n_logits)
     proposal = torch.as_tensor(proposal, dtype=torch.bool)
@@ -26,7 +27,7 @@ def active_edges(network: Network, proposal: Sequence[bool] | torch.Tensor) -> t
     if bool(arch.inconsistent[0]):
         cut = _cut_layers(network, arch.connected[0])
         raise BsncError(
-            f"the mask leaves the output '{network.output}' unreachable; no active edge reaches "
+            f"{what} leaves the output '{network.output}' unreachable; no active edge reaches "
             f"{', '.join(repr(c) for c in cut[:8])}{' ...' if len(cut) > 8 else ''}"
         )
     return arch.active[0]

@@ -18,6 +18,7 @@ from bsnc.codegen.architecture import (
     concat_channels,
     edge_gammas,
     full_network,
+    kept_edges,
     kept_proposal,
     prune,
 )
@@ -253,10 +254,11 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     gammas: dict[str, float] = {}
     if network.stochastic_edges:
         gammas = edge_gammas(network, super_module.gate_logits)
+    what = _proposed_by(meta, threshold, given=proposal is not None)
     if proposal is None:
         proposal = kept_proposal(network, super_module.gate_logits.detach(), threshold) \
             if network.stochastic_edges else torch.ones(len(network.edges), dtype=torch.bool)
-    active = active_edges(network, proposal)
+    active = active_edges(network, proposal, what)
     pruned = prune(network, proposal)
 
     name = network.name
@@ -264,8 +266,7 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
         f"{name}_pruned: the architecture bsnc export chose from {network.source or name}.",
         f"source sha256 {network.source_hash}",
         f"parameters {', '.join(f'{k}={v!r}' for k, v in network.params.items()) or '(none)'}",
-        f"kept {int(active.sum())} of {len(network.edges)} edges"
-        + (f" (gamma > {threshold})" if "mask" not in meta else f" (mask {meta['mask']})"),
+        f"kept {int(active.sum())} of {len(network.edges)} edges ({_rule(network, threshold, meta)})",
     ]
     decided = _decided(network, proposal)
     if decided:
@@ -278,6 +279,8 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     for key in ("val_acc", "test_acc"):
         if meta.get(key) is not None:
             header.append(f"{key.replace('_acc', ' accuracy')} {meta[key] * 100:.2f}%")
+    if meta.get("not_evaluated"):
+        header.append("accuracy not measured: the run evaluated another architecture (its gates at gamma > 0.5)")
     used = primitives.origins(sorted(pruned.primitives_used()))
     if used:
         header.append(f"user primitives {', '.join(f'{k} ({v})' for k, v in used.items())}")
@@ -334,6 +337,22 @@ def _decided(network: Network, proposal: torch.Tensor) -> str:
     return ", ".join(shown)
 
 
+def _proposed_by(meta: dict[str, Any], threshold: float, given: bool = False) -> str:
+    """What proposed the exported architecture (``given``: the caller's mask), for messages."""
+    if "mask" in meta:
+        return f"the mask {meta['mask']}"
+    return "the mask" if given else f"the edges kept at --keep-threshold {threshold}"
+
+
+def _rule(network: Network, threshold: float, meta: dict[str, Any]) -> str:
+    """How the exported edges were chosen, for the header."""
+    if "mask" in meta:
+        return f"mask {meta['mask']}"
+    if any(d.kind == "choice" for d in network.decisions):
+        return f"gates with gamma > {threshold}; each choice group its most probable option"
+    return f"gamma > {threshold}"
+
+
 def _check_own_directory(out_dir: Path, name: str) -> None:
     """Export replaces its directory as a whole; refuse one that holds anything but the files an
     export of network ``name`` writes (so no file of the user's is ever swapped away)."""
@@ -377,16 +396,20 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
             raise BsncError(f"{display_path(checkpoint)}: its weights do not fit network {network.name}: "
                             f"gate_logits is {shape}, expected {wanted} (one per gate and per option)")
         proposal = kept_proposal(network, logits, threshold)
+    what = _proposed_by({"mask": str(mask)} if mask is not None else {}, threshold)
     if not allow_over_budget and proposal is not None:
-        _check_budget(network, state, proposal, checkpoint)
+        _check_budget(network, state, proposal, checkpoint, what)
     history = state.get("history") or []
     last = history[-1] if history else {}
-    meta = {
+    meta: dict[str, Any] = {
         "cost": state.get("cost"),
         "budget_text": config.get("budget"),
         "val_acc": _fraction(last.get("val_acc")),
         "test_acc": _fraction(last.get("test_acc")),
     }
+    if proposal is not None and not _evaluated(network, state["model"].get("gate_logits"), proposal, what):
+        # the accuracies recorded are of the architecture the run evaluated, not of this one
+        meta.update(val_acc=None, test_acc=None, not_evaluated=True)
     if mask is not None:
         meta["mask"] = str(mask)
     meta["checkpoint"] = display_path(checkpoint)
@@ -451,12 +474,23 @@ def _run_cost(state: dict[str, Any]):
         return None
 
 
-def _check_budget(network: Network, state: dict[str, Any], proposal: torch.Tensor, checkpoint: Path) -> None:
+def _evaluated(network: Network, logits: Any, proposal: torch.Tensor, what: str) -> bool:
+    """Whether ``proposal`` is the architecture the run evaluated (gates at γ > 0.5, each choice
+    group its most probable option): the one its recorded accuracies are of."""
+    if not network.stochastic_edges:
+        return True
+    if not isinstance(logits, torch.Tensor):
+        return False
+    return torch.equal(active_edges(network, proposal, what), kept_edges(network, logits))
+
+
+def _check_budget(network: Network, state: dict[str, Any], proposal: torch.Tensor, checkpoint: Path,
+                  what: str) -> None:
     budget = state.get("budget")
     if budget is None:
         return
     cost = _run_cost(state)
-    active = active_edges(network, proposal)
+    active = active_edges(network, proposal, what)
     if cost is not None:
         value = float(cost(active.unsqueeze(0))[0])
         over = value > budget
