@@ -36,15 +36,19 @@ class GlobalMaxPool(nn.Module):
 
 
 class Zero(nn.Module):
-    """Zeros of the input's shape, subsampled by ``stride``: the "none" operation of DARTS."""
+    """Zeros of the input's shape, subsampled by ``stride``, with ``channels`` channels (the
+    input's when None): the "none" operation of DARTS, and the filler of an absent `concat` slot."""
 
-    def __init__(self, stride: int):
+    def __init__(self, stride: int, channels: int | None = None):
         super().__init__()
         self.stride = stride
+        self.channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:
             x = x[:, :, :: self.stride, :: self.stride]
+        if self.channels is not None:
+            x = x[:, :1].expand(x.shape[0], self.channels, *x.shape[2:])
         return torch.zeros_like(x)
 
 

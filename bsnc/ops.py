@@ -239,18 +239,24 @@ for _name, _ctor, _doc in _ACTIVATIONS:
 
 
 def _zero_shape(shape: Shape, args: Args) -> Shape:
-    s = args["stride"]
+    s, c = args["stride"], args["c"]
     if len(shape) != 3:
         if s != 1:
             raise ShapeError(f"zero with stride={s} needs a [C, H, W] input, got {format_shape(shape)}")
-        return shape
-    c, h, w = shape
-    return (c, -(-h // s), -(-w // s))
+        return shape if c is None else (c,) + shape[1:]
+    channels, h, w = shape
+    return (channels if c is None else c, -(-h // s), -(-w // s))
+
+
+def _zero_torch(i: Shape, args: Args) -> ModuleSpec:
+    channels = (("channels", args["c"]),) if args["c"] is not None else ()
+    return ModuleSpec("Zero", (("stride", args["stride"]),) + channels)
 
 
 _register(Primitive(
-    "zero", (ArgSpec("stride", int, 1, minimum=1, doc="spatial subsampling of the zeros' shape"),),
-    _zero_shape, _zero, _zero, lambda i, a: ModuleSpec("Zero", (("stride", a["stride"]),)),
+    "zero", (ArgSpec("stride", int, 1, minimum=1, doc="spatial subsampling of the zeros' shape"),
+             ArgSpec("c", (int, type(None)), None, minimum=1, doc="their channels (features); default the input's")),
+    _zero_shape, _zero, _zero, _zero_torch,
     "Outputs zeros and costs nothing: the 'none' operation of DARTS.", "zero",
 ))
 

@@ -494,3 +494,24 @@ def test_a_space_with_groups_of_different_widths_trains(tmp_path):
     assert "nan" not in result.output.lower(), result.output
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(epochs) == 2 and all(math.isfinite(e["train_loss"]) and e["entropy"] > 0 for e in epochs)
+
+
+def test_zero_with_channels_stands_beside_a_widening_conv():
+    """`zero(stride=2, c=...)`: a `none` option, or an edge, beside an operation that changes
+    channels and resolution."""
+    text = """
+network w() {
+    input x : [2, 8, 8]
+    layer d : [6, 4, 4] post relu
+    output y : [3]
+    x -> d as conv : conv(6, stride=2) choose op
+    x -> d as none : zero(stride=2, c=6) choose op
+    x -> d as pad : zero(stride=2, c=6)
+    fixed x -> d as keep : conv(6, k=1, stride=2)
+    fixed d -> y : global_avgpool >> linear(3)
+}
+"""
+    network, module = build_text(text)
+    assert network.edge("x->d:pad").shapes[-1] == (6, 4, 4)
+    rows = matches_reference(network, module)
+    assert rows.any()

@@ -207,11 +207,11 @@ def test_a_reader_without_a_head_keeps_absent_slots_as_zeros(tmp_path, pick, g, 
     assert pruned.layer("c").shape == (12, 4, 4), "the layer keeps its channels"
     fillers = [e for e in pruned.in_edges("c") if e.name is not None and e.name.startswith("absent")]
     assert len(fillers) == 3 - len(into_c)
-    assert all(op.prim in ("zero", "pad_channels") for e in fillers for op in e.ops)
+    assert all(op.prim == "zero" for e in fillers for op in e.ops)
     assert {e.slot for e in fillers} == {0, 4, 8} - {{"a->c": 0, "b->c": 4, "x->c": 8}[k] for k in into_c}
-    # a and b are in the architecture only through their slots: zeros from the input, padded
+    # a and b are in the architecture only through their slots: zeros from the input, with the slot's channels
     for key, first in (("a->c", 0), ("b->c", 4), ("x->c", 8)):
-        assert (f"fixed x -> c as absent[{first}] : zero >> pad_channels(4, stride=1)" in text) == (key not in into_c)
+        assert (f"fixed x -> c as absent[{first}] : zero(c=4)" in text) == (key not in into_c)
     assert not re.search(r"\b(gate|choose)\b", text)
     _same_outputs(network, module, static)
     assert FlopsCost(pruned).full() == FlopsCost(network)(module.edge_mask("deterministic").unsqueeze(0))[0].item()
@@ -241,8 +241,8 @@ network o() {
         "fixed x -> h : conv(3, k=3, stride=2)",
         "fixed h -> y as absent[0] : zero",  # from the slot's own source
         "fixed h -> y as q : identity",
-        # k is not in the architecture: zeros from the input, subsampled and padded to the slot's shape
-        "fixed x -> y as absent[6] : zero(stride=2) >> pad_channels(3, stride=1)",
+        # k is not in the architecture: zeros from the input, subsampled, with the slot's channels
+        "fixed x -> y as absent[6] : zero(stride=2, c=3)",
     ]
     _same_outputs(network, module, static)
 
@@ -251,19 +251,51 @@ def test_an_unfillable_slot_is_a_clear_error(tmp_path):
     text = """
 network u() {
     input x : [4, 4, 4]
-    output y : [6, 4, 4] aggregate concat
-    x -> y as thin : conv(2, k=1)
-    x -> y as wide : conv(4, k=1)
+    layer h : [4, 8, 8]
+    output y : [6, 8, 8] aggregate concat
+    x -> h : upsample(2)
+    fixed h -> y as thin : conv(2, k=1)
+    x -> y as wide : upsample(2) >> conv(4, k=1)
 }
 """
     program, network, module = _trained_like(text)
-    _decide(module, network, **{"x->y:thin": False, "x->y:wide": True})
+    _decide(module, network, **{"x->h": False, "x->y:wide": True})
     with pytest.raises(BsncError) as error:
         export(network, program, module.state_dict(), tmp_path / "out", draw_diagram=False)
     message = str(error.value)
-    assert "layer 'y'" in message and "'x->y:thin' (channels 0-1)" in message and "it is the output" in message
-    assert "[2, 4, 4]" in message
+    assert "layer 'y'" in message and "'h->y:thin' (channels 0-1)" in message and "it is the output" in message
+    assert "[2, 8, 8]" in message and "'h' is not in it" in message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+CONCAT_OUT = """
+network n10(F: int = 8) {
+    input x : INPUT
+    layer h : [F] post relu
+    x -> h as l : READ >> linear(F)
+    output y : [10] aggregate concat
+    h -> y as a : linear(5)
+    x -> y as b : READ >> linear(5)
+}
+"""
+
+
+@pytest.mark.parametrize("shape, read, filler", [
+    ("[64]", "identity", "fixed x -> y as absent[0] : zero(c=5)"),  # a vector's zeros, narrowed
+    ("[1, 8, 8]", "global_avgpool", "fixed x -> y as absent[0] : zero(c=5) >> global_avgpool"),  # a map's, pooled
+])
+def test_a_vector_slot_is_filled_from_any_earlier_layer(tmp_path, shape, read, filler):
+    """The output's slot of `a` is absent: zeros of [5] from a [64] vector, or from a [1, 8, 8]
+    map (training chose such architectures, which export once refused)."""
+    text = CONCAT_OUT.replace("INPUT", shape).replace("READ", read)
+    program, network, module = _trained_like(text)
+    _decide(module, network, **{"x->h:l": False, "h->y:a": True, "x->y:b": True})
+    export(network, program, module.state_dict(), tmp_path, draw_diagram=False)
+    assert filler in _edge_lines((tmp_path / "n10_pruned.bsn").read_text())
+    pruned, static = _static(tmp_path, "n10")
+    assert pruned.layer("y").shape == (10,)
+    _same_outputs(network, module, static)
+    assert FlopsCost(pruned).full() == FlopsCost(network)(module.edge_mask("deterministic").unsqueeze(0))[0].item()
 
 
 def test_a_module_type_that_reads_its_input_channels_is_written_as_primitives(tmp_path):

@@ -190,17 +190,20 @@ def _zero_edge(network: Network, layers: dict[str, Layer], absent: Edge, keys: s
 
 def _zeros_of(shape: tuple[int, ...], target: tuple[int, ...]) -> list[tuple[OpCall, ResolvedCall]] | None:
     """The primitives, resolved and as written, that turn an input of ``shape`` into zeros of
-    ``target`` (None: they cannot)."""
-    if len(shape) != len(target) or shape[0] > target[0]:
+    ``target`` (None: they cannot): `zero`, with the stride and the channels that differ, then
+    `global_avgpool` when a map must become a vector."""
+    if len(target) == 3 and len(shape) != 3:
         return None
-    if len(shape) != 3:
-        return [(OpCall("zero", (("stride", 1),)), ResolvedCall("zero", ()))] if shape == target else None
-    stride = next((s for s in range(1, max(shape[1:]) + 1)
-                   if -(-shape[1] // s) == target[1] and -(-shape[2] // s) == target[2]), None)
-    if stride is None:
-        return None
-    stages = [(OpCall("zero", (("stride", stride),)), ResolvedCall("zero", (("stride", stride),) if stride > 1 else ()))]
-    if shape[0] < target[0]:
-        stages.append((OpCall("pad_channels", (("c", target[0]), ("stride", 1))),
-                       ResolvedCall("pad_channels", ((None, target[0]), ("stride", 1)))))
+    stride = 1
+    if len(target) == 3:
+        stride = next((s for s in range(1, max(shape[1:]) + 1)
+                       if -(-shape[1] // s) == target[1] and -(-shape[2] // s) == target[2]), None)
+        if stride is None:
+            return None
+    channels = target[0] if shape[0] != target[0] else None
+    resolved = (("stride", stride),) if stride > 1 else ()
+    resolved += (("c", channels),) if channels is not None else ()
+    stages = [(OpCall("zero", (("stride", stride), ("c", channels))), ResolvedCall("zero", resolved))]
+    if len(shape) != len(target):  # a map's zeros, pooled into a vector's
+        stages.append((OpCall("global_avgpool", ()), ResolvedCall("global_avgpool", ())))
     return stages
