@@ -537,16 +537,20 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
         full_network=full_network, loggers=parse_loggers(loggers),
         progress=progress_wanted(level()), quiet=as_json or level() < NORMAL,
     )
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+    from bsnc.launch import launch
+
+    if launch().rank != 0:  # under torchrun, rank 0 speaks for all
         return
     if result.budget is not None and result.shipped is None:
         from bsnc.errors import NoArchitectureError
 
+        unwritable = (f"; and export cannot write some of the architectures it chose ({result.unexportable})"
+                      if result.unexportable else "")
         raise NoArchitectureError(
             f"no epoch of this run chose an architecture that reaches the output within the budget {budget} "
-            f"(the last costs {result.cost.format(result.deterministic_cost)}); {result.run_dir} has no best.pt and "
-            "`bsnc export` refuses it unless --allow-over-budget. Try a larger --budget, more --epochs "
-            "(--resume --epochs N extends this run) or a larger --lambda")
+            f"(the last costs {result.cost.format(result.deterministic_cost)}){unwritable}; {result.run_dir} has "
+            "no best.pt and `bsnc export` refuses it unless --allow-over-budget. Try a larger --budget, more "
+            "--epochs (--resume --epochs N extends this run) or a larger --lambda")
     if as_json:
         click.echo(json.dumps(api.run_summary(result), indent=2))
         return

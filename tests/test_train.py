@@ -440,3 +440,37 @@ def test_a_crash_between_two_writes_of_an_epoch_leaves_no_file_naming_a_missing_
     run_until_crash(run, None, epochs=4, resume=True)
     front = json.loads((run / "pareto.json").read_text())
     assert sorted(p.as_posix() for p in (run / "pareto").iterdir()) == sorted((run / p["file"]).as_posix() for p in front)
+
+
+UNWRITABLE = """
+network u() {
+    input x : [4, 4, 4]
+    layer h : [4, 8, 8]
+    layer q : [6, 8, 8] aggregate concat
+    output y : [10]
+    x -> h : upsample(2) prob 0.1
+    fixed h -> q as thin : conv(2, k=1)
+    x -> q as wide : upsample(2) >> conv(4, k=1)
+    fixed q -> y : bn >> relu >> global_avgpool >> linear(10)
+}
+"""
+
+
+def test_an_architecture_export_cannot_write_is_not_shipped(tmp_path):
+    """With x->h off, q's slot of `thin` must stay zeros (its reader starts with bn), and no
+    layer before q is an 8x8 map to make them from: export would refuse the architecture, so
+    training does not ship it, says why each epoch, and ends with exit 3."""
+    from click.testing import CliRunner
+
+    from bsnc.cli import main
+
+    path = tmp_path / "u.bsn"
+    path.write_text(UNWRITABLE)
+    result = CliRunner().invoke(main, ["train", str(path), "--data", "fake", "--budget", "100%", "--epochs", "1",
+                                       "--path-lr", "0", "--device", "cpu", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 3, result.output
+    assert "epoch 1: export cannot write the deterministic architecture, so it is not a candidate to ship: " \
+           "cannot export layer 'q'" in result.stderr
+    assert "and export cannot write some of the architectures it chose (cannot export layer 'q'" in result.stderr
+    assert not (tmp_path / "run" / "best.pt").exists()
+    assert _metrics(tmp_path / "run")[0]["consistent"] is True

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bsnc import numeric, primitives
-from bsnc.codegen.architecture import full_network, kept_edges
+from bsnc.codegen.architecture import full_network, kept_edges, prune
 from bsnc.codegen.layout import channels_last_by_default, memory_format_for
 from bsnc.codegen.loader import compile_network
 from bsnc.codegen.runtime import Architecture, dense_threshold
@@ -136,6 +136,7 @@ class TrainResult:
     shipped: Point | None = None  # best.pt: the most accurate architecture within budget; None: no such one
     front: ParetoFront | None = None
     cost: Cost | None = None  # what ``deterministic_cost`` and ``budget`` measure (``cost.format`` shows a value)
+    unexportable: str | None = None  # why export could not write the last epoch's architecture that it could not
 
 
 class _Distributed:
@@ -390,6 +391,7 @@ class Trainer:
         self.anneal_span = self._anneal_span()
         self.start_epoch = 0
         self.best_val = -1.0
+        self.last_unexportable: str | None = None  # why export could not write an epoch's architecture
         self.front = ParetoFront()
         self.history: list[EpochMetrics] = []
         if config.resume:
@@ -696,6 +698,17 @@ class Trainer:
         active = kept_edges(self.network, self.core.gate_logits)
         return float(self.cost(active.unsqueeze(0))[0]), int(active.sum()), bool(active.any())
 
+    def unexportable(self) -> str | None:
+        """Why export cannot write the deterministic architecture (None: it can). Only a `concat`
+        layer whose absent slot no exported layer can fill with zeros stops it."""
+        if not self.stochastic or not any(layer.aggregate == "concat" for layer in self.network.layers):
+            return None
+        try:
+            prune(self.network, kept_edges(self.network, self.core.gate_logits))
+        except BsncError as exc:
+            return str(exc)
+        return None
+
     def run(self) -> TrainResult:
         config = self.config
         loggers = []
@@ -735,10 +748,18 @@ class Trainer:
             det_cost, kept, consistent = self.deterministic_cost()
             last = epoch == config.epochs - 1
             gamma = self.core.gamma().detach() if self.stochastic else torch.empty(0)
-            # an architecture that does not reach the output costs nothing but is no model
-            within = consistent and (self.budget is None or det_cost <= self.budget)
+            # an architecture that does not reach the output costs nothing but is no model; nor
+            # is one that export cannot write
+            unexportable = self.unexportable() if consistent else None
+            if unexportable is not None:
+                self.last_unexportable = unexportable
+                if self.dist.main:
+                    warn(f"epoch {epoch + 1}: export cannot write the deterministic architecture, so it is not a "
+                         f"candidate to ship: {unexportable}")
+            candidate = consistent and unexportable is None
+            within = candidate and (self.budget is None or det_cost <= self.budget)
             joined, _ = (self.front.offer(Point(epoch + 1, val_acc, det_cost, within))
-                         if consistent else (False, []))
+                         if candidate else (False, []))
             best = self.front.best()
             improved = joined and best is not None and best.epoch == epoch + 1
             # test accuracy of every model that joins the Pareto front, and of the last one
@@ -790,7 +811,8 @@ class Trainer:
         else:
             test_acc = final.test_acc if final.test_acc is not None else self.evaluate(self.splits.test)
         return TrainResult(self.run_dir, self.core, self.network, self.history, test_acc,
-                           final.deterministic_cost, self.budget, shipped, self.front, self.cost)
+                           final.deterministic_cost, self.budget, shipped, self.front, self.cost,
+                           self.last_unexportable)
 
     def _remove_points_off_the_front(self) -> None:
         named = {point.file for point in self.front.points}
