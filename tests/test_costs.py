@@ -399,6 +399,18 @@ def test_cost_command_json_by_edge_and_mask(tmp_path, monkeypatch):
     assert "additions at sum aggregations" in text.output
 
 
+def test_cost_by_edge_prints_no_additions_heading_when_no_layer_adds(tmp_path):
+    """A chain (no layer with several incoming edges) has no additions: no empty section."""
+    source = tmp_path / "chain.bsn"
+    source.write_text("network chain() {\n    input x : [4]\n    layer a : [4]\n    output y : [4]\n"
+                      "    x -> a : linear(4)\n    a -> y : linear(4)\n}\n")
+    result = CliRunner().invoke(main, ["cost", str(source), "--by-edge"])
+    assert result.exit_code == 0, result.output
+    assert "a->y" in result.output
+    assert "additions" not in result.output
+    assert result.output.endswith("20\n")  # the edge table is the last thing printed
+
+
 @pytest.mark.parametrize("content, message", [
     ({"edges": {"nope": True}}, "has no edge 'nope'"),
     ({"edges": {}}, "no value for"),

@@ -62,9 +62,8 @@ def cost_report(network: Network, specs: list[str], mask_path: Path | None, by_e
         flops = next((c for c in costs if isinstance(c, FlopsCost)), None)
         if flops is not None:
             adds = flops.additions_per_layer(active.unsqueeze(0))[0]
-            lines.append("")
-            lines.append("  additions at sum aggregations, per layer:")
-            for i, layer in enumerate(network.layers):
-                if adds[i] > 0:
-                    lines.append(f"  {layer.name.ljust(key_width)}  {flops.format(float(adds[i])):>14}")
+            rows = [f"  {layer.name.ljust(key_width)}  {flops.format(float(adds[i])):>14}"
+                    for i, layer in enumerate(network.layers) if adds[i] > 0]
+            if rows:  # no heading over an empty section (no layer adds several inputs)
+                lines += ["", "  additions at sum aggregations, per layer:", *rows]
     return "\n".join(lines) + "\n"
