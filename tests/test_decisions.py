@@ -331,6 +331,33 @@ def test_decision_mistakes_are_located_errors(body, where, message):
     assert caught.value.render().startswith(f"t.bsn:{where[0]}:{where[1]}: error: ")
 
 
+ZERO_CLASH = """\
+network t() {
+    input x : [4]
+    layer a : [4]
+    output b : [4]
+    x -> a as p : identity choose c
+    x -> a as none : zero choose c
+    a -> b as p : identity choose c
+    a -> b as none : identity choose c
+}
+"""
+
+
+def test_an_option_zero_in_one_edge_and_an_operation_in_another_is_shown_at_both():
+    with pytest.raises(SourceError) as caught:
+        network_from_text(ZERO_CLASH, name="t.bsn")
+    error = caught.value
+    assert "option 'none' is `zero` in one place and an operation in another" in error.message
+    assert (error.span.line, error.span.column) == (8, 5)  # `a -> b as none : identity`, not `x -> a as p`
+    assert [(n.message, n.span.line, n.span.column) for n in error.notes] == [
+        ("option 'none' is `zero` here", 6, 5)]
+    shown = error.render()
+    assert shown.count("error:") == 1
+    assert "a -> b as none : identity choose c" in shown and "x -> a as none : zero choose c" in shown
+    assert "x -> a as p" not in shown
+
+
 CONCAT = """\
 network t() {{
     input x : [3, 8, 8]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NoReturn
 
 import networkx as nx
 
@@ -147,8 +148,7 @@ def _decisions(edges: list[Edge], zero_options: list[Edge]) -> tuple[list[Edge],
             if kind == "choose":
                 zero = zeros[name].name if name in zeros else None
                 if zero in members[name]:
-                    raise SourceError(f"choice group '{name}': option '{zero}' is `zero` in one place and an "
-                                      "operation in another", edge.span, [Note("the zero one", zeros[name].span)])
+                    _zero_clash(edges, zeros[name])
                 width = len(members[name]) + (zero is not None)
                 if width < 2:
                     raise SourceError(f"choice group '{name}' has a single option, '{edge.name}'; a choice needs two "
@@ -170,6 +170,16 @@ def _decisions(edges: list[Edge], zero_options: list[Edge]) -> tuple[list[Edge],
             raise SourceError(f"choice group '{name}' has only its `zero` option; it needs an operation too",
                               edge.group_span)
     return out, decisions
+
+
+def _zero_clash(edges: list[Edge], zero: Edge) -> NoReturn:
+    """Refuse a choice option that is `zero` on one edge and an operation on another: located at
+    the first edge where it is an operation, with a note at the `zero` one."""
+    assert zero.group is not None
+    op = next(e for e in edges if e.group == zero.group and e.name == zero.name)
+    raise SourceError(f"choice group '{zero.group[1]}': option '{zero.name}' is `zero` in one place and an "
+                      "operation in another; give the operation a name of its own", op.span,
+                      [Note(f"option '{zero.name}' is `zero` here", zero.span)])
 
 
 def _initial_logit(edges: list[Edge], edge: Edge) -> float:
