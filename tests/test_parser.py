@@ -595,6 +595,48 @@ def test_syntax_error_location_and_expectation():
     assert "e.bsn:2:15" in err.render()
 
 
+
+_ORDER = "an edge reads `[fixed] SRC -> DST [as NAME] : MODULE [prob P] [gate G | choose G]`"
+
+
+@pytest.mark.parametrize("edge, column, message", [
+    ("x -> y as a : linear(4) gate g prob 0.6", 36, "`prob P` goes before `gate G`"),
+    ("x -> y as a : linear(4) choose c prob 0.5", 38, "`prob P` goes before `choose G`"),
+    ("x -> y as a : linear(4) gate g prob 0.6 }", 36, "`prob P` goes before `gate G`"),
+    ("x -> y as a : linear(4) gate g choose c", 36, "an edge takes `gate G` or `choose G`, not both"),
+    ("x -> y as a : linear(4) prob 0.5 prob 0.6", 38, "`prob P` is given twice"),
+    ("x -> y : linear(4) prob 0.5 as a", 33, "`as NAME` goes before the module (`: MODULE`)"),
+    ("x -> y as a gate g : linear(4)", 17, "`gate G` goes after the module (`: MODULE`)"),
+    ("x -> y prob 0.5 : linear(4)", 12, "`prob P` goes after the module (`: MODULE`)"),
+    ("x -> y gate g as a : linear(4)", 12, "`gate G` goes after the module (`: MODULE`)"),
+    ("x -> y : prob 0.5 linear(4)", 14, "the module goes between ':' and `prob P`"),
+])
+def test_edge_clauses_out_of_order_name_the_order(edge, column, message):
+    """The parser read `prob` after `gate g` as a layer starting a new edge, and complained of
+    the number after it; the message names the clause out of place, and the order."""
+    text = f"network n() {{\n    input x : [4]\n    output y : [4]\n    {edge}\n    x -> y as b : identity\n}}\n"
+    with pytest.raises(SourceError) as info:
+        parse(text, "e.bsn")
+    err = info.value
+    assert err.message == f"{message}: {_ORDER}"
+    assert (err.span.line, err.span.column) == (4, column)
+    keyword = edge[column - 5 :].split()[0]
+    assert err.span.end_column - err.span.column == len(keyword)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("x -> y : linear(4) prob 0.5 gate g z w", "unexpected 'w'; expected '->'"),
+    # the `:` belongs to the next edge, not to the one before it
+    ("x -> y as a : linear(4)\n    z : [0] -> y : identity", "unexpected ':'; expected '->'"),
+    # a keyword inside brackets is no clause
+    ("x -> y as a : linear(4)\n    z[0 + as 1] -> y : identity", "unexpected '1'"),
+    # the clauses of the edges inside a block are not those of the statement around it
+    ("if c { x -> y as a : linear(4) x -> y as b : identity } else [", "unexpected '['; expected one of 'if', '{'"),
+])
+def test_clauses_in_order_keep_the_plain_syntax_error(text, message):
+    with pytest.raises(SourceError) as info:
+        parse(f"network n() {{\n    {text}\n}}\n")
+    assert info.value.message.startswith(message) and "an edge reads" not in info.value.message
 def test_unexpected_end_of_file():
     with pytest.raises(SourceError) as info:
         parse("network n() {\n    let x = 1\n")

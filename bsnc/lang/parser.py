@@ -10,6 +10,7 @@ import bisect
 import dataclasses
 import functools
 import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -175,6 +176,10 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, file: str) ->
                 )
         else:
             got, width = f"'{token.value}'", max(1, len(str(token.value)))
+        misplaced = _misplaced_clause(exc, text)
+        if misplaced is not None:
+            message, where = misplaced
+            return SourceError(message, Span(file, where.line, where.column, where.end_line, where.end_column))
         want = expected[0] if len(expected) == 1 else "one of " + ", ".join(expected)
         hint = ""
         if token.type == "COMMA" and expected == ["']'"]:
@@ -182,6 +187,106 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, file: str) ->
         return SourceError(f"unexpected {got}; expected {want}{hint}", Span(file, line, column, line, column + width))
     line, column = _end_position(text)
     return SourceError("unexpected end of file", Span(file, line, column, line, column + 1))
+
+
+# An edge's clauses after its arrow, by their rank in the order the grammar takes them.
+_CLAUSE_RANK = {"AS": 0, "COLON": 1, "PROB": 2, "GATE": 3, "CHOOSE": 3}
+_CLAUSE_SHOWN = {"AS": "`as NAME`", "COLON": "the module (`: MODULE`)", "PROB": "`prob P`", "GATE": "`gate G`",
+                 "CHOOSE": "`choose G`"}
+_CLAUSE_WORD = re.compile(r"(as|prob|gate|choose)\b|:")
+_EDGE_FORM = "an edge reads `[fixed] SRC -> DST [as NAME] : MODULE [prob P] [gate G | choose G]`"
+# Tokens that only start a statement or a block: an edge's clauses never reach past one.
+_STATEMENT_STARTS = frozenset("{ } fixed input output layer let for network module import".split())
+
+
+def _misplaced_clause(exc: lark.exceptions.UnexpectedToken, text: str) -> tuple[str, Token] | None:
+    """The message and token of an edge clause written out of order (`gate g prob 0.5`) in the
+    edge where the parser stopped, or None."""
+    at = len(text) if exc.token.type == "$END" or exc.token.start_pos is None else exc.token.start_pos
+    start = _edge_start(exc, text, at)
+    if start is None:
+        return None
+    tokens = _tokens_from(text, start, at)
+    here = next((i for i, t in enumerate(tokens) if t.start_pos >= at), len(tokens))
+    clauses: list[tuple[int, Token]] = []  # (index in tokens, token), outside brackets, after the arrow
+    depth, arrow = 0, False
+    for i, tok in enumerate(tokens):
+        depth += (tok in ("(", "[", "{")) - (tok in (")", "]", "}"))
+        arrow = arrow or (depth == 0 and tok == "->")
+        if arrow and depth == 0 and tok.type in _CLAUSE_RANK:
+            clauses.append((i, tok))
+    return _out_of_order(clauses, tokens, here)
+
+
+def _edge_start(exc: lark.exceptions.UnexpectedToken, text: str, at: int) -> int | None:
+    """Where the statement the parser stopped in starts, read from its stack; or where the edge
+    before it starts when that statement starts with a clause's keyword: the parser reads a
+    keyword it does not take after an edge as a name that starts a new edge."""
+    state = getattr(getattr(exc, "interactive_parser", None), "parser_state", None)
+    stack = list(getattr(state, "value_stack", None) or ())
+    # the block's '{', or its statements so far: what follows is the statement being read
+    block = max((i for i, v in enumerate(stack) if _is_block_start(v)), default=None)
+    if block is None:
+        return None
+    current = next((pos for v in stack[block + 1 :] if (pos := _start_pos(v)) is not None), at)
+    previous = stack[block].children[-1] if isinstance(stack[block], lark.Tree) else None
+    if _CLAUSE_WORD.match(text, current) and isinstance(previous, lark.Tree) and previous.data == "edge_stmt":
+        return previous.meta.start_pos
+    return current
+
+
+def _out_of_order(clauses: list[tuple[int, Token]], tokens: list[Token], here: int) -> tuple[str, Token] | None:
+    """The first clause up to the error (token ``here``) that breaks the order, and why."""
+    for n, (i, clause) in enumerate(clauses):
+        if i > here:
+            break
+        rank, shown = _CLAUSE_RANK[clause.type], _CLAUSE_SHOWN[clause.type]
+        for _, before in clauses[:n]:
+            if before.type == clause.type:
+                return f"{shown} is given twice: {_EDGE_FORM}", clause
+            if _CLAUSE_RANK[before.type] == rank:
+                return f"an edge takes `gate G` or `choose G`, not both: {_EDGE_FORM}", clause
+            if _CLAUSE_RANK[before.type] > rank:
+                return f"{shown} goes before {_CLAUSE_SHOWN[before.type]}: {_EDGE_FORM}", clause
+        after = tokens[i + 1] if i < here and i + 1 < len(tokens) else None
+        if clause.type == "COLON" and after is not None and after.type in _CLAUSE_RANK and after.type != "COLON":
+            return f"the module goes between ':' and {_CLAUSE_SHOWN[after.type]}: {_EDGE_FORM}", after
+        if i == here:  # the parser stopped at this clause: clauses that belong before it follow it
+            due_before = [t for _, t in clauses[n + 1 :] if _CLAUSE_RANK[t.type] < rank]
+            if due_before:
+                last = max(due_before, key=lambda t: _CLAUSE_RANK[t.type])
+                return f"{shown} goes after {_CLAUSE_SHOWN[last.type]}: {_EDGE_FORM}", clause
+    return None
+
+
+def _is_block_start(value: Any) -> bool:
+    """A '{' on the parser's stack, or the statements of a block after it."""
+    if isinstance(value, lark.Tree):
+        return value.data.startswith("__block_star")
+    return isinstance(value, Token) and value.type == "LBRACE"
+
+
+def _start_pos(value: Any) -> int | None:
+    if isinstance(value, Token):
+        return value.start_pos
+    if isinstance(value, lark.Tree) and not getattr(value.meta, "empty", True):
+        return value.meta.start_pos
+    return None
+
+
+def _tokens_from(text: str, start: int, at: int) -> list[Token]:
+    """The tokens from offset ``start`` through the error at offset ``at`` and up to the next
+    statement, lexed without the parser's context (so each keyword as itself)."""
+    tokens: list[Token] = []
+    try:
+        for tok in _lark().lex(text):  # lazy: stops at the first statement after the error
+            if tok.start_pos >= at and (tok == "->" or tok in _STATEMENT_STARTS):
+                break
+            if tok.start_pos >= start:
+                tokens.append(tok)
+    except lark.exceptions.LarkError:
+        pass  # the tokens before a character that does not lex are kept
+    return tokens
 
 
 def _unclosed_brace(text: str) -> tuple[int, int] | None:
