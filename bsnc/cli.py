@@ -430,7 +430,8 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--cost", type=CostName(), default="flops", show_default=True, metavar="NAME",
               help="flops, params, latency:TABLE.json, distributed:n=K or package.module:function.")
 @click.option("--budget", metavar="VALUE",
-              help="Maximum cost, with units (40.9M, 0.27M, 12ms, 6) or as a share of the full cost (30%).")
+              help="Maximum cost, with units (40.9M, 0.27M, 12ms, 6) or as a share of the largest "
+                   "architecture's cost (30%; the full super network's without choice groups).")
 @click.option("--lambda", "lam", type=float, default=2.0, show_default=True,
               help="Weight of the budget penalty (unitless: the penalty is relative to the budget).")
 @click.option("--penalty", type=click.Choice(["hinge", "abs"]), default="hinge", show_default=True,
@@ -468,7 +469,8 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
               help="Reward, per unit of cost/budget, of an architecture within budget: among equally "
                    "accurate ones the search prefers the one that uses the budget (never one over it).")
 @click.option("--budget-anneal", type=click.IntRange(min=0), default=None, metavar="EPOCHS",
-              help="Search epochs over which the reward's budget falls geometrically from the full cost to "
+              help="Search epochs over which the reward's budget falls geometrically from the largest "
+                   "architecture's cost (the full one without choice groups) to "
                    "--budget, so that no single edge cuts the network before the others share the saving; 0 "
                    "or 1: the budget from the start [default: auto, falling at most 1.2x an epoch over at "
                    "most 70% of the search epochs; see docs/search.md].")
@@ -730,7 +732,8 @@ def fabrics(show_path: bool, as_json: bool) -> None:
 @click.argument("file", type=BSN_FILE)
 @defines_option
 @click.option("--budget", "budgets", required=True, metavar="B1,B2,...",
-              help="Budgets, comma-separated, in the cost's units or as shares of the full cost: 10%,20%,30%.")
+              help="Budgets, comma-separated, in the cost's units or as shares of the largest architecture's "
+                   "cost: 10%,20%,30%.")
 @click.option("--seeds", default="0", show_default=True, metavar="S1,S2,...", help="Seeds, comma-separated.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Sweep directory: runs/, results.csv and results.json go there.")

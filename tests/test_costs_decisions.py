@@ -455,3 +455,52 @@ def test_shipped_search_spaces_cost_what_their_exported_networks_cost(name):
         assert params(active.unsqueeze(0)).item() == ParamsCost(pruned).full(), (name, row)
         checked += 1
     assert checked >= 12, checked
+
+
+def test_the_largest_architecture_is_the_costliest_of_all_and_percentages_measure_against_it(tmp_path):
+    """With choice groups the full super network (every option on at once) is no architecture:
+    the largest is every gate on and each group's costliest option, the most any architecture of
+    the space costs (all 24 of CELLS enumerated), and `--budget N%` is N% of it."""
+    from bsnc.costs.largest import largest_architecture
+    from bsnc.search.train import parse_budget
+    from bsnc.search.warnings import budget_warnings
+    from tests.test_decisions import CELLS
+
+    network = network_from_text(CELLS)
+    structure = structure_of(network)
+    values = [range(d.width) if d.kind == "choice" else (0, 1) for d in network.decisions]
+    rows = []
+    for picks in itertools.product(*values):
+        rows.append([e.fixed or (picks[e.decision] == e.option if network.decisions[e.decision].kind == "choice"
+                                 else picks[e.decision] == 1) for e in network.edges])
+    arch = sample_architecture(structure, torch.zeros(network.n_logits), len(rows), "mask", torch.tensor(rows))
+    assert len(rows) == 24
+    for cost in (FlopsCost(network), ParamsCost(network)):
+        largest = largest_architecture(network, cost)
+        every = cost(arch.active)[~arch.inconsistent]
+        assert largest.cost == every.max().item() < cost.full()
+        assert not largest.full and cost(largest.active.unsqueeze(0)).item() == largest.cost
+        assert parse_budget(cost, "50%", largest.cost) == 0.5 * largest.cost
+        warned = list(budget_warnings(cost, largest.cost, cheapest_consistent(network, cost), largest))
+        assert any("at or above the largest architecture's (every gate on, each choice group its costliest option)"
+                   in w for w in warned), warned
+        assert not list(budget_warnings(cost, 0.9 * largest.cost, cheapest_consistent(network, cost), largest))
+    gates_only = network_from_text(MIXED_READERS)  # no choice group: the largest is the full super network
+    largest = largest_architecture(gates_only, FlopsCost(gates_only))
+    assert largest.full and largest.cost == FlopsCost(gates_only).full()
+
+
+def test_cost_command_shows_the_largest_architecture_of_a_space_with_choice_groups(tmp_path):
+    from bsnc.costs.largest import largest_architecture
+    from tests.test_decisions import CELLS
+
+    (tmp_path / "cells.bsn").write_text(CELLS)
+    network = network_from_text(CELLS)
+    text = CliRunner().invoke(main, ["cost", str(tmp_path / "cells.bsn")])
+    assert text.exit_code == 0, text.output
+    assert "largest architecture (every gate on, each choice group its costliest option; what --budget N% " \
+           "measures against):" in text.output
+    data = json.loads(CliRunner().invoke(main, ["cost", str(tmp_path / "cells.bsn"), "--json"]).output)
+    assert data["largest_architecture"]["flops"] == largest_architecture(network, FlopsCost(network)).cost
+    plain = CliRunner().invoke(main, ["cost", "resnet20"])  # no choice group: the full network is the largest
+    assert plain.exit_code == 0 and "largest architecture" not in plain.output

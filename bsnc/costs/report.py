@@ -10,6 +10,7 @@ import torch
 from bsnc.codegen.architecture import active_edges
 from bsnc.codegen.masks import load_mask
 from bsnc.costs.analytic import FlopsCost
+from bsnc.costs.largest import largest_architecture
 from bsnc.costs.registry import parse_cost
 from bsnc.ir import Network
 
@@ -23,6 +24,10 @@ def cost_report(network: Network, specs: list[str], mask_path: Path | None, by_e
         active = torch.ones(len(network.edges), dtype=torch.bool)
         subject = "full super network"
     values = [float(c(active.unsqueeze(0))[0]) for c in costs]
+    # with choice groups, every option on at once is no architecture: what percentages measure
+    # against is the largest one
+    largest = ([largest_architecture(network, c).cost for c in costs]
+               if mask_path is None and any(d.kind == "choice" for d in network.decisions) else None)
     # each edge's charge in this architecture (a conv or linear out of a `concat` layer pays only
     # for the slots that are present)
     additive = [(c, row[0]) for c in costs if (row := c.charged(active.unsqueeze(0))) is not None]
@@ -34,6 +39,8 @@ def cost_report(network: Network, specs: list[str], mask_path: Path | None, by_e
             "active_edges": int(active.sum()),
             "costs": {c.name: v for c, v in zip(costs, values)},
         }
+        if largest is not None:
+            data["largest_architecture"] = {c.name: v for c, v in zip(costs, largest)}
         if by_edge:
             data["edges"] = [
                 {"key": e.key, "active": bool(active[i]), **{c.name: float(row[i]) for c, row in additive}}
@@ -49,6 +56,11 @@ def cost_report(network: Network, specs: list[str], mask_path: Path | None, by_e
     width = max(len(c.name) for c in costs)
     for c, v in zip(costs, values):
         lines.append(f"  {c.name.ljust(width)}  {c.format(v)}")
+    if largest is not None:
+        lines.append("largest architecture (every gate on, each choice group its costliest option; "
+                     "what --budget N% measures against):")
+        for c, v in zip(costs, largest):
+            lines.append(f"  {c.name.ljust(width)}  {c.format(v)}")
     if by_edge and additive:
         lines.append("")
         key_width = max(len(e.key) for e in network.edges)

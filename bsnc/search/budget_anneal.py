@@ -1,4 +1,5 @@
-"""The budget the reward sees during the search: lowered from the full cost to ``--budget``.
+"""The budget the reward sees during the search: lowered from the largest architecture's cost
+to ``--budget``.
 
 With the final budget from the first search epoch, every sample of a super network far over
 budget is penalised, and the one switch that brings most samples within budget wins the race:
@@ -10,7 +11,8 @@ edge fixes an over-budget sample, so the edges share the pressure and the archit
 step at a time.
 
 The reward's budget at search epoch k (1 at the first) therefore falls geometrically, over
-``span`` epochs, from the full super network's cost F to the budget B,
+``span`` epochs, from the largest architecture's cost F (costs/largest.py: the full super
+network's when it has no choice groups) to the budget B,
 
     B · (F / B) ** (1 − k / span),
 
@@ -62,17 +64,17 @@ def search_budget(budget: float, full_cost: float, search_epoch: int, span: int)
     return budget * (full_cost / budget) ** (1 - max(search_epoch, 1) / span)
 
 
-def anneal_warning(budget: float, full_cost: float, span: int) -> str | None:
+def anneal_warning(budget: float, full_cost: float, span: int, reference: str = "the full cost") -> str | None:
     """A sentence when the default ``span`` makes the reward's budget fall faster than
     :data:`WARN_STEP` an epoch: the search epochs are too few (``--budget-anneal N`` is the user's
-    own choice, and is not warned about)."""
+    own choice, and is not warned about). ``reference`` names what ``full_cost`` is."""
     needed = needed_span(budget, full_cost)
     if span >= needed or (full_cost / budget) ** (1 / max(span, 1)) <= WARN_STEP:
         return None
     epochs = math.ceil(needed / MAX_SHARE - 1e-9)
     how = (f"over {span} it falls {(full_cost / budget) ** (1 / span):.2f}x an epoch" if span > 1
            else "it falls to the budget at once")
-    return (f"the budget is {full_cost / budget:.1f}x below the full cost: lowering the reward's budget "
+    return (f"the budget is {full_cost / budget:.1f}x below {reference}: lowering the reward's budget "
             f"{MAX_STEP}x an epoch needs {needed} search epochs, and {how}; the search may cut the network "
             f"early and leave budget unused (about {epochs} search epochs give it time: see --epochs, "
             "--budget-anneal and docs/search.md)")

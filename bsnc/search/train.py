@@ -29,6 +29,7 @@ from bsnc.codegen.loader import compile_network
 from bsnc.codegen.runtime import Architecture, dense_threshold
 from bsnc.costs.base import Cost
 from bsnc.costs.cheapest import cheapest_consistent
+from bsnc.costs.largest import largest_architecture
 from bsnc.costs.memory import check_fits
 from bsnc.costs.registry import parse_cost
 from bsnc.errors import BsncError, Interrupted, UsageError
@@ -282,12 +283,13 @@ def parse_budget_text(text: str) -> float | None:
     return fraction
 
 
-def parse_budget(cost: Cost, text: str | None) -> float | None:
-    """A budget in the cost's unit, or a percentage of the full super network's cost ('30%')."""
+def parse_budget(cost: Cost, text: str | None, reference: float | None = None) -> float | None:
+    """A budget in the cost's unit, or a percentage ('30%') of ``reference``: the largest
+    architecture's cost (costs/largest.py; the full super network's when not given)."""
     if text is None:
         return None
     fraction = parse_budget_text(text)
-    value = cost.parse_budget(text) if fraction is None else fraction * cost.full()
+    value = cost.parse_budget(text) if fraction is None else fraction * (cost.full() if reference is None else reference)
     if not math.isfinite(value):
         raise UsageError(f"--budget {text}: expected a finite budget")
     if not value > 0:
@@ -316,8 +318,10 @@ class Trainer:
             self.network = full_network(self.network)
         self.stochastic = bool(self.network.stochastic_edges)
         self.cost = parse_cost(config.cost, self.network)
-        self.budget = parse_budget(self.cost, config.budget)
-        self.full_cost = self.cost.full()
+        self.full_cost = self.cost.full()  # every edge on: no architecture costs more (for a monotone cost)
+        # what percentages, the "does not constrain" warning and the budget anneal measure against
+        self.largest = largest_architecture(self.network, self.cost)
+        self.budget = parse_budget(self.cost, config.budget, self.largest.cost)
         self.cheapest = cheapest_consistent(self.network, self.cost) if self.stochastic else None
         if self.stochastic and self.budget is None:
             raise UsageError(f"--budget is needed to train {self.network.name}, which has stochastic edges "
@@ -618,7 +622,7 @@ class Trainer:
         ``--budget`` over the first search epochs (search/budget_anneal.py)."""
         if self.budget is None:
             return None
-        return search_budget(self.budget, self.full_cost, epoch - self.warmup + 1, self.anneal_span)
+        return search_budget(self.budget, self.largest.cost, epoch - self.warmup + 1, self.anneal_span)
 
     def _anneal_span(self) -> int:
         """Search epochs over which the reward's budget falls to ``--budget``."""
@@ -630,7 +634,7 @@ class Trainer:
                              "never reach --budget")
         if self.budget is None:
             return 0
-        return anneal_span(self.budget, self.full_cost, searching, config.budget_anneal)
+        return anneal_span(self.budget, self.largest.cost, searching, config.budget_anneal)
 
     def entropy_weight(self, epoch: int) -> float:
         """The weight of H(Γ) in the search loss: 0 at the first search epoch, rising linearly to
@@ -715,10 +719,11 @@ class Trainer:
         if self.dist.main:
             self._write_config()
             if self.start_epoch == 0 and self.stochastic:
-                for message in budget_warnings(self.cost, self.budget, self.cheapest, self.full_cost):
+                for message in budget_warnings(self.cost, self.budget, self.cheapest, self.largest):
                     warn(message)
                 if self.budget is not None and config.budget_anneal is None and config.epochs > self.warmup:
-                    message = anneal_warning(self.budget, self.full_cost, self.anneal_span)
+                    message = anneal_warning(self.budget, self.largest.cost, self.anneal_span,
+                                             "the full cost" if self.largest.full else "the largest architecture's cost")
                     if message:
                         warn(message)
             loggers = open_loggers(config.loggers, self.run_dir, [self.record(m) for m in self.history])

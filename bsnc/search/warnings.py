@@ -9,15 +9,16 @@ from typing import Iterator
 
 from bsnc.costs.base import Cost
 from bsnc.costs.cheapest import Cheapest
+from bsnc.costs.largest import Largest
 
 
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def budget_warnings(cost: Cost, budget: float | None, cheapest: Cheapest | None, full: float) -> Iterator[str]:
+def budget_warnings(cost: Cost, budget: float | None, cheapest: Cheapest | None, largest: Largest) -> Iterator[str]:
     """Before training: a budget below the cheapest architecture that reaches the output, or at
-    or above the full super network's cost."""
+    or above the largest one's cost (the full super network's without choice groups)."""
     if budget is None:
         return
     if cheapest is None:
@@ -26,9 +27,11 @@ def budget_warnings(cost: Cost, budget: float | None, cheapest: Cheapest | None,
         how = "" if cheapest.exact else " (an estimate: the cheapest found, there may be a cheaper one)"
         yield (f"--budget {cost.format(budget)} is below the cheapest architecture that reaches the output, "
                f"{cost.format(cheapest.cost)}{how}: no architecture can be within budget")
-    if budget >= full:
-        yield (f"--budget {cost.format(budget)} is at or above the full super network's {cost.name} cost "
-               f"{cost.format(full)}: the budget does not constrain the search")
+    if budget >= largest.cost:
+        what = ("the full super network's" if largest.full else
+                "the largest architecture's (every gate on, each choice group its costliest option)")
+        yield (f"--budget {cost.format(budget)} is at or above {what} {cost.name} cost "
+               f"{cost.format(largest.cost)}: the budget does not constrain the search")
 
 
 def epoch_warnings(cost: Cost, epoch: int, consistent: bool, value: float, budget: float | None,
