@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from bsnc.cliparams import BsnFile, CostName, DataName, Device
+from bsnc.cliparams import BsnFile, CostName, DataName, Device, Finite
 from bsnc.errors import BsncError
 from bsnc.output import NORMAL, VERBOSE, verbosity
 
@@ -407,12 +407,43 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     except (OSError, ValueError, RecursionError) as exc:
         raise click.BadParameter(f"{value}: cannot read it ({exc})", ctx=ctx, param=param) from None
-    known = {p.name for p in ctx.command.params if p.name and p.expose_value}  # not -q/-v or --config
+    params = {p.name: p for p in ctx.command.params if p.name and p.expose_value}  # not -q/-v or --config
+    known = {name: name for name in params}
+    for p in params.values():  # and the long options' own spellings: logger for loggers, lambda for lam
+        known.update((opt[2:].replace("-", "_"), p.name) for opt in p.opts if opt.startswith("--"))
     defaults, unknown = option_defaults(data, known)
     if unknown is not None:
         raise click.BadParameter(f"{value}: unknown option {unknown!r}", ctx=ctx, param=param)
+    # null (a run's config.json records unset options so) leaves the command's own default
+    defaults = {name: _config_value(params[name], item, f"{value}: option {name!r}", ctx, param)
+                for name, item in defaults.items() if item is not None}
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def _config_value(option: click.Parameter, item: Any, where: str, ctx: click.Context, param: click.Parameter) -> Any:
+    """A config file's value for ``option``, in the form the command line would give it: a
+    scalar as its text (which the option's type then parses as if typed, so 1.5 is no integer,
+    true no number and 1e400 no finite one), a list for an option given several times, a bool
+    for a flag."""
+    def shown(value: Any) -> str:
+        return json.dumps(value, default=repr)[:80]
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise click.BadParameter(f"{where}: {shown(value)}; expected a number or a string", ctx=ctx, param=param)
+        return str(value)
+
+    if isinstance(option, click.Option) and option.is_flag:
+        if not isinstance(item, bool):
+            raise click.BadParameter(f"{where}: {shown(item)}; expected true or false", ctx=ctx, param=param)
+        return item
+    text: Any = [scalar(v) for v in (item if isinstance(item, list) else [item])] if option.multiple else scalar(item)
+    try:
+        option.type_cast_value(ctx, text)  # parsed again by click; here to name the file when it fails
+    except click.BadParameter as exc:
+        raise click.BadParameter(f"{where}: {exc.message}", ctx=ctx, param=param) from None
+    return text
 
 
 @main.command()
@@ -432,11 +463,11 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--budget", metavar="VALUE",
               help="Maximum cost, with units (40.9M, 0.27M, 12ms, 6) or as a share of the largest "
                    "architecture's cost (30%; the full super network's without choice groups).")
-@click.option("--lambda", "lam", type=float, default=2.0, show_default=True,
+@click.option("--lambda", "lam", type=Finite(), default=2.0, show_default=True,
               help="Weight of the budget penalty (unitless: the penalty is relative to the budget).")
 @click.option("--penalty", type=click.Choice(["hinge", "abs"]), default="hinge", show_default=True,
               help="hinge: max(0, C/budget - 1); abs: |C/budget - 1|.")
-@click.option("--inconsistent-penalty", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--inconsistent-penalty", type=Finite(min=0), default=0.0, show_default=True,
               help="Added to the reward of a sampled architecture whose output is not reached, on top of "
                    "the floor derived from lambda and the costs that already makes it worse than any "
                    "architecture that reaches the output.")
@@ -447,11 +478,11 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True,
               help="Optimiser of the weights (the paper's: SGD with momentum); Γ shares it.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+@click.option("--lr", type=Finite(min=0, min_open=True), default=0.1, show_default=True,
               help="Learning rate of the weights.")
-@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
+@click.option("--momentum", type=Finite(0, 1, max_open=True), default=0.9, show_default=True,
               help="SGD momentum (unused by adam and adamw).")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+@click.option("--weight-decay", type=Finite(min=0), default=1e-4, show_default=True,
               help="Weight decay of the weights (not of Γ).")
 @click.option("--schedule", type=click.Choice(["step", "cosine", "constant"]), default="step", show_default=True,
               help="The weights' learning-rate schedule: step divides it by 10 at each --milestones fraction of "
@@ -459,13 +490,13 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
 @click.option("--milestones", default="0.5,0.75", show_default=True, metavar="F,F,...",
               callback=lambda ctx, param, value: _parse_fractions(value, "--milestones"),
               help="With --schedule step: fractions of the epochs where the learning rate drops.")
-@click.option("--path-lr", type=click.FloatRange(min=0), default=20.0, show_default=True,
+@click.option("--path-lr", type=Finite(min=0), default=20.0, show_default=True,
               help="Step of the edge probabilities Γ per epoch, whatever the data set's size: a logit of Γ "
                    "moves at most PATH_LR/2 in one epoch (SGD on normalised advantages; not decayed).")
-@click.option("--entropy-weight", type=click.FloatRange(min=0), default=0.3, show_default=True,
+@click.option("--entropy-weight", type=Finite(min=0), default=0.3, show_default=True,
               help="Weight of the entropy of Γ in the search loss, rising from 0 at the first search epoch "
                    "to this at the last: it settles the edges the reward cannot tell apart.")
-@click.option("--budget-use", type=click.FloatRange(min=0), default=0.1, show_default=True,
+@click.option("--budget-use", type=Finite(min=0), default=0.1, show_default=True,
               help="Reward, per unit of cost/budget, of an architecture within budget: among equally "
                    "accurate ones the search prefers the one that uses the budget (never one over it).")
 @click.option("--budget-anneal", type=click.IntRange(min=0), default=None, metavar="EPOCHS",
@@ -474,7 +505,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
                    "--budget, so that no single edge cuts the network before the others share the saving; 0 "
                    "or 1: the budget from the start [default: auto, falling at most 1.2x an epoch over at "
                    "most 70% of the search epochs; see docs/search.md].")
-@click.option("--idle-penalty", type=click.FloatRange(min=0), default=0.01, show_default=True,
+@click.option("--idle-penalty", type=Finite(min=0), default=0.01, show_default=True,
               help="Reward cost of each idle edge (switched on but not reaching the output): a tie-break "
                    "that lets Γ decide edges nothing else tells apart.")
 @click.option("--device", type=Device(), default="auto", show_default=True,
@@ -568,7 +599,7 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
               help="Output directory [default: RUN_DIR/export].")
 @click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help='Export this architecture instead: JSON {"edges": {"EDGE KEY": true|false}}.')
-@click.option("--keep-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+@click.option("--keep-threshold", type=Finite(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="Keep the gated edges whose probability γ is above this; a choice group "
                                       "keeps its most probable option whatever this is, as evaluation does.")
 @click.option("--pick", metavar="best|cheapest|COST", default=None,
@@ -653,7 +684,7 @@ def export(run: Path, do_prune: bool, output: Path | None, mask: Path | None, ke
               help="Colour by the edge probabilities of a trained run: kept edges solid, dropped dashed.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Output path without suffix [default: the network's name]; writes .dot, .svg and .png.")
-@click.option("--keep-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+@click.option("--keep-threshold", type=Finite(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="With --probs: a gated edge is kept when its probability γ is above this; "
                                       "a choice group keeps its most probable option whatever this is.")
 @click.option("--force", is_flag=True, help="Overwrite the .dot, .svg and .png even if bsnc did not write them.")

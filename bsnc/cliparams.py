@@ -4,6 +4,7 @@ Nothing here imports torch: `--help` and completion must stay fast."""
 
 from __future__ import annotations
 
+import math
 import re
 from importlib import metadata
 from pathlib import Path
@@ -105,3 +106,17 @@ class Device(click.ParamType):
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
         return _complete(incomplete, (["auto"] if self.auto else []) + ["cpu", "cuda", "cuda:0", "cuda:1", "mps"])
+
+
+class Finite(click.FloatRange):
+    """A float option, in a range when one is given, that refuses NaN (which passes every
+    comparison of click's ``FloatRange``), the infinities and magnitudes beyond
+    :data:`bsnc.numeric.MAX_REAL`."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from bsnc.numeric import MAX_REAL
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number) or abs(number) > MAX_REAL:
+            self.fail(f"{value!r} is not a finite number of magnitude at most {MAX_REAL:g}", param, ctx)
+        return number

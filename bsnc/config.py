@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from bsnc.files import read_regular
 
@@ -53,19 +53,22 @@ def is_run_config(data: dict[str, Any]) -> bool:
     return isinstance(data.get("config"), dict) and "source_hash" in data
 
 
-def option_defaults(data: dict[str, Any], known: set[str]) -> tuple[dict[str, Any], str | None]:
-    """Click defaults from the config ``data`` for a command whose parameters are ``known``;
-    returns them and the first unknown key (None when all are known). A run's config.json
-    replays its settings (not its FILE, run directory or resume flag)."""
+def option_defaults(data: dict[str, Any], known: Mapping[str, str]) -> tuple[dict[str, Any], str | None]:
+    """Click defaults from the config ``data`` for a command whose parameters ``known`` maps
+    from each accepted key (a parameter's name, or its long option's without the dashes, with
+    underscores for dashes) to the parameter's name; returns them and the first unknown key
+    (None when all are known). A run's config.json replays its settings (not its FILE, run
+    directory or resume flag)."""
     replay = is_run_config(data)
     if replay:
         data = data["config"]
     defaults: dict[str, Any] = {}
     for key, item in data.items():
-        name = ALIASES.get(key.replace("-", "_"), key.replace("-", "_"))
+        spelled = str(key).replace("-", "_")
+        name = known.get(ALIASES.get(spelled, spelled), spelled)
         if replay and (key in RECORD_KEYS or name in ("run_dir", "resume")):
             continue
-        if name not in known or name == "config":
+        if name not in known.values() or name == "config":
             return defaults, key
         if name == "defines" and isinstance(item, dict):
             item = [f"{k}={_define_value(v)}" for k, v in item.items()]

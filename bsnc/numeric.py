@@ -12,6 +12,9 @@ MAX_BATCH_SIZE = 2**24
 MAX_EPOCHS = 1_000_000
 MAX_WORKERS = 256  # data-loading processes
 MAX_REPEATS = 1_000_000  # timings of one edge, or architectures timed end to end
+# a weight or rate of training: far above any useful one, and below float32's 3.4e38, which the
+# optimisers and the loss turn it into (a larger one is a RuntimeError inside torch)
+MAX_REAL = 1e30
 
 
 def real(option: str, value: float, minimum: float | None = None, maximum: float | None = None,

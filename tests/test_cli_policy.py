@@ -183,6 +183,34 @@ def test_config_errors_name_the_file_and_key(tiny, tmp_path):
     assert result.exit_code == 2 and f"{bad}: cannot read it" in result.output
 
 
+@pytest.mark.parametrize("line, message", [
+    ("epochs = [1]", "option 'epochs': [1]; expected a number or a string"),
+    ("epochs = true", "option 'epochs': true; expected a number or a string"),
+    ("epochs = 1.5", "option 'epochs': '1.5' is not a valid integer range"),
+    ("epochs = 1e400", "option 'epochs': 'inf' is not a valid integer range"),
+    ('lr = "nan"', "option 'lr': 'nan' is not a finite number"),
+    ("lr = {a = 1}", "option 'lr': {\"a\": 1}; expected a number or a string"),
+    ("amp = 1", "option 'amp': 1; expected true or false"),
+])
+def test_config_values_of_the_wrong_type_name_the_file_and_option(tiny, tmp_path, line, message):
+    """Each was a TypeError or OverflowError traceback, or (1.5, true) silently an integer."""
+    bad = tmp_path / "c.toml"
+    bad.write_text(line + "\n")
+    result = run("train", str(tiny), "--config", str(bad))
+    assert result.exit_code == 2 and f"{bad}: {message}" in result.output, result.output
+
+
+def test_config_keys_are_the_long_option_names(tiny, tmp_path):
+    """`logger` (the option is --logger) as well as `loggers` (its name in a run's config.json),
+    one value or a list."""
+    for line in ('logger = "csv"', 'loggers = "csv"', 'logger = ["csv"]'):
+        (tmp_path / "c.toml").write_text(line + "\n")
+        run_dir = tmp_path / f"run{len(line)}"
+        result = run("train", str(tiny), *FAST, "--run-dir", str(run_dir), "--config", str(tmp_path / "c.toml"), "-q")
+        assert result.exit_code == 0, result.output
+        assert (run_dir / "metrics.csv").is_file(), line
+
+
 def test_bad_options_name_the_option_and_value(tiny):
     result = run("train", str(tiny), "--device", "cuda1")
     assert result.exit_code == 2 and "'cuda1': expected auto, cpu, mps, cuda or cuda:N" in result.output

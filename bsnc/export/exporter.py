@@ -375,6 +375,7 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
     the run's budget is refused unless ``allow_over_budget``."""
     from bsnc.codegen.masks import load_mask
 
+    numeric.real("--keep-threshold", threshold, 0, 1, min_open=True, max_open=True)  # before it proposes edges
     checkpoint = _choose_checkpoint(Path(path), pick, allow_over_budget)
     state = load_checkpoint(checkpoint)
     config = state.get("config", {})

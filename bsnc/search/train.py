@@ -243,10 +243,16 @@ def warmup_for(epochs: int) -> int:
 
 def validate_config(config: TrainConfig) -> None:
     # NaN and infinities first: every comparison below is false for a NaN
-    numeric.real("--lambda", config.lam, 0)
-    numeric.real("--lr", config.lr, 0, min_open=True)
-    numeric.real("--path-lr", config.path_lr, 0)
-    numeric.real("--inconsistent-penalty", config.inconsistent_penalty, 0)
+    top = numeric.MAX_REAL
+    numeric.real("--lambda", config.lam, 0, top)
+    numeric.real("--lr", config.lr, 0, top, min_open=True)
+    numeric.real("--path-lr", config.path_lr, 0, top)
+    numeric.real("--inconsistent-penalty", config.inconsistent_penalty, 0, top)
+    numeric.real("--momentum", config.momentum, 0, 1, max_open=True)
+    numeric.real("--weight-decay", config.weight_decay, 0, top)
+    numeric.real("--entropy-weight", config.entropy_weight, 0, top)
+    numeric.real("--budget-use", config.budget_use, 0, top)
+    numeric.real("--idle-penalty", config.idle_penalty, 0, top)
     if config.budget_anneal is not None and (isinstance(config.budget_anneal, bool)
                                              or not isinstance(config.budget_anneal, int) or config.budget_anneal < 0):
         raise UsageError(f"--budget-anneal {config.budget_anneal!r}: expected a number of epochs >= 0")
