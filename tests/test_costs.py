@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import textwrap
 
 import pytest
@@ -232,6 +234,9 @@ def boom(arch):
 
 def not_a_number(arch):
     return "cheap"
+
+def too_big(arch):
+    return 10 ** 400
 '''
 
 
@@ -255,6 +260,7 @@ def test_custom_cost_sees_the_active_architecture(custom_module):
     ("mutate", "raised TypeError"),
     ("boom", "raised ValueError: no budget for you"),
     ("not_a_number", "returned 'cheap'; expected a finite number"),
+    ("too_big", r"returned 1000000000000000000000000000000000000000\.\.\.; expected a finite number"),  # an OverflowError
 ])
 def test_custom_cost_failures_name_the_function(custom_module, function, message):
     network = _network(_chain(2))
@@ -312,6 +318,14 @@ def test_latency_table_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(UsageError, match="not valid JSON"):
         parse_cost(f"latency:{tmp_path / 'bad.json'}", network)
+    # entries no time can be: they were an OverflowError, inf and nan costs, or negative latencies trained on
+    for value, message in ((10**400, "malformed"), (math.inf, "is inf; expected a time"),
+                           (math.nan, "is nan; expected a time"), (-1.0, "is -1.0; expected a time"),
+                           (True, "malformed"), ("1.5", "malformed")):
+        entries = {**{e.signature(): 1.0 for e in network.edges}, network.edges[0].signature(): value}
+        path = _table(tmp_path, network, entries=entries)
+        with pytest.raises(UsageError, match=f"latency table {re.escape(str(path))}: .*{message}"):
+            parse_cost(f"latency:{path}", network)
 
 
 def test_latency_table_command_writes_reuses_and_reports(tmp_path):

@@ -128,9 +128,14 @@ class CustomCost(Cost):
             value = self.function(architecture_view(self.network, row, self.discounts))
         except Exception as exc:  # the user's code: report it, whatever it raised
             raise BsncError(f"cost function {self.name} raised {type(exc).__name__}: {exc}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise BsncError(f"cost function {self.name} returned {value!r}; expected a finite number")
-        return float(value)
+        try:  # a huge int does not fit a float: OverflowError
+            number = float(value) if not isinstance(value, bool) and isinstance(value, (int, float)) else math.nan
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+            raise BsncError(f"cost function {self.name} returned {shown}; expected a finite number")
+        return number
 
 
 def lookup(spec: str, network: Network) -> CustomCost | None:

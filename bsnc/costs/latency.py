@@ -5,13 +5,14 @@ timings. An architecture's latency is the sum over its active edges."""
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shlex
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -117,10 +118,22 @@ class LatencyTable:
             raise UsageError(f"latency table {path}: \"layout\": {json.dumps(layout)}; expected one of "
                              f"{', '.join(map(json.dumps, LAYOUTS))}")
         try:
-            return cls(str(data["device"]), str(data["device_name"]), str(data["torch"]),
-                       int(data["batch_size"]), {str(k): float(v) for k, v in data["entries"].items()}, layout)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            table = cls(str(data["device"]), str(data["device_name"]), str(data["torch"]),
+                        int(data["batch_size"]), {str(k): _time(v) for k, v in data["entries"].items()}, layout)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise UsageError(f"latency table {path}: malformed ({exc})") from None
+        bad = next((k for k, v in table.entries.items() if not (math.isfinite(v) and v >= 0)), None)
+        if bad is not None:
+            raise UsageError(f"latency table {path}: the entry for {bad[:200]!r} is {table.entries[bad]}; expected a "
+                             "time in milliseconds, a finite number >= 0")
+        return table
+
+
+def _time(value: Any) -> float:
+    """A table entry as a float (TypeError for a bool or a non-number: JSON's true is no time)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"an entry is {json.dumps(value)[:40]}, not a number")
+    return float(value)
 
 
 def in_layout(module: nn.Module, x: torch.Tensor, layout: str) -> tuple[nn.Module, torch.Tensor]:
