@@ -155,3 +155,13 @@ def test_shipped_fabrics_are_far_below_the_limits() -> None:
     root = Path(__file__).resolve().parent.parent / "fabrics"
     for path in root.glob("*.bsn"):
         assert len(path.read_bytes()) < limits.MAX_SOURCE_BYTES // 100
+
+
+@pytest.mark.parametrize("bounds", ["0..9223372036854775807", "-9223372036854775807..9223372036854775807",
+                                    "0..10000000", "-9223372036854775807..0"])
+def test_huge_loop_range_is_a_located_error(bounds: str) -> None:
+    """len() of a range longer than sys.maxsize raised OverflowError."""
+    text = TINY.replace("input x", f"for i in {bounds} {{ }}\n    input x")
+    with pytest.raises(SourceError, match="loops unroll to more than 10,000,000 iterations") as info:
+        network_from_text(text)
+    assert info.value.span is not None and info.value.span.line == 2

@@ -251,7 +251,8 @@ class _Expander:
 
     def loop(self, stmt: ast.For, scope: Scope) -> None:
         items = self.loop_items(stmt, scope)
-        count = len(items)
+        # a range's length, not len(): a range of 64-bit bounds can hold more than sys.maxsize items
+        count = max(0, items.stop - items.start) if isinstance(items, range) else len(items)
         if self.iterations + count > MAX_ITERATIONS:
             raise SourceError(
                 f"loops unroll to more than {MAX_ITERATIONS:,} iterations (this one has {count:,})", stmt.span
