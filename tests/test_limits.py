@@ -165,3 +165,70 @@ def test_huge_loop_range_is_a_located_error(bounds: str) -> None:
     with pytest.raises(SourceError, match="loops unroll to more than 10,000,000 iterations") as info:
         network_from_text(text)
     assert info.value.span is not None and info.value.span.line == 2
+
+
+def _with_lets(lets: str) -> str:
+    return TINY.replace("input x", lets + "\n    input x")
+
+
+@pytest.mark.parametrize(("lets", "message"), [
+    # 26 doublings allocated 2 GB and 39 exhausted memory
+    ('let s0 = "xxxxxxxxxxxxxxxx"\n' + "".join(f"    let s{i} = s{i - 1} + s{i - 1}\n" for i in range(1, 40)),
+     "'\\+' makes a string of 131,072 characters; the limit is 100,000"),
+    ('let s = "' + "x" * 100_001 + '"', "string of 100,001 characters; the limit is 100,000"),
+    # shared lists: exponential as text (a message, an export), not in memory
+    ("let a0 = [1]\n" + "".join(f"    let a{i} = [a{i - 1}, a{i - 1}]\n" for i in range(1, 40)),
+     "list holds more than 100,000 values"),
+    ("let a0 = []\n" + "".join(f"    let a{i} = (a{i - 1}, a{i - 1})\n" for i in range(1, 40)),
+     "tuple holds more than 100,000 values"),
+    ('let s = "' + "x" * 60_000 + '"\n    let l = [s, s]', "list holds more than 100,000 values"),
+    # deep lists made Python's == and the printing of values recurse beyond its stack
+    ("let a0 = [1]\n" + "".join(f"    let a{i} = [a{i - 1}]\n" for i in range(1, 3000)),
+     "lists and tuples nested more than 100 deep"),
+])
+def test_values_are_bounded_when_made(lets: str, message: str) -> None:
+    start = time.process_time()
+    with pytest.raises(SourceError, match=message) as info:
+        network_from_text(_with_lets(lets))
+    assert info.value.span is not None
+    assert time.process_time() - start < 10
+
+
+def test_values_within_the_limits_are_accepted() -> None:
+    lets = ('let s = "' + "x" * 50_000 + '"\n    let t = s + s\n    let n = len(t)\n'
+            "    let a0 = [1]\n" + "".join(f"    let a{i} = [a{i - 1}, a{i - 1}]\n" for i in range(1, 16))
+            + "    let m = len(a15)\n" + "    let d0 = [1]\n" + "".join(f"    let d{i} = [d{i - 1}]\n" for i in range(1, 100))
+            + "    let e = d99 == d99")
+    network_from_text(_with_lets(lets))
+
+
+def test_string_override_is_bounded() -> None:
+    from bsnc.errors import UsageError
+
+    text = TINY.replace("C: int = 1", 'C: int = 1, s: str = "a"')
+    with pytest.raises(UsageError, match=r"-D s=aaaa.*… \(100,001 characters\): parameter 's' is a string of 100,001"):
+        network_from_text(text, {"s": "a" * 100_001})
+
+
+def test_long_values_are_cut_in_messages() -> None:
+    """A value quoted in a message is cut to 80 characters: a 3 MB padding string was printed whole."""
+    big = "p" * 90_000
+    text = TINY.replace("input x : [4]", "input x : [1, 8, 8]").replace(
+        "x -> y : identity", f'x -> y : conv(4, padding="{big}") >> global_avgpool >> linear(4)')
+    with pytest.raises(SourceError) as info:
+        network_from_text(text)
+    assert len(info.value.message) < 200
+    assert '"' + "p" * 79 + '… (90,000 characters)' in info.value.message
+    for bad in (f'let v = -"{big}"', f'for i in ["{big}"] {{ let z = 1 + i }}', f'let v = int([["{big}"]])'):
+        with pytest.raises(SourceError) as info:
+            network_from_text(_with_lets(bad))
+        assert len(info.value.message) < 200
+        assert all(len(note.message) < 200 for note in info.value.notes)
+
+
+def test_huge_python_override_is_named_without_printing_it() -> None:
+    """repr() of an int of over 4,300 digits raises ValueError: the message must not need it."""
+    from bsnc.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"-D C=<an integer of 33,220 bits>: parameter 'C' is out of range"):
+        network_from_text(TINY, {"C": 10**10000})

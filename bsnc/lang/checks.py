@@ -11,6 +11,7 @@ import networkx as nx
 
 from bsnc.errors import Note, SourceError, Span, did_you_mean
 from bsnc.ir import DEFAULT_LOGIT, Decision, Edge, Layer, Network, canonical_order, order_edges
+from bsnc.lang.evaluate import capped
 from bsnc.lang.expand import Flat
 from bsnc.lang.limits import MAX_PARAMETERS, MAX_TENSOR_ELEMENTS
 from bsnc.ops import REGISTRY, Shape, ShapeError, format_shape
@@ -247,7 +248,7 @@ def _walk_shapes(edge: Edge, layers: dict[str, Layer]) -> list[Shape]:
             shape = REGISTRY[op.prim].shape(shape, op.kwargs)
         except ShapeError as exc:
             notes = [Note("in this primitive of a module type", op.span)] if op.span != op.site else []
-            raise SourceError(f"edge '{edge.key}': {exc}", op.site, notes) from None
+            raise SourceError(f"edge '{edge.key}': {capped(str(exc), op.kwargs.values())}", op.site, notes) from None
         if math.prod(shape) > MAX_TENSOR_ELEMENTS:
             raise SourceError(f"edge '{edge.key}': {op.prim} makes a tensor of {format_shape(shape)}, "
                               f"{math.prod(shape):,} elements per example; the limit is {MAX_TENSOR_ELEMENTS:,}",
@@ -294,7 +295,8 @@ def _check_post(layer: Layer) -> None:
         try:
             out = prim.shape(shape, op.kwargs)
         except ShapeError as exc:
-            raise SourceError(f"post-op of layer '{layer.name}': {exc}", op.site) from None
+            raise SourceError(f"post-op of layer '{layer.name}': {capped(str(exc), op.kwargs.values())}",
+                              op.site) from None
         if out != shape or prim.params(shape, op.kwargs) != 0:
             raise SourceError(
                 f"post-op '{op.prim}' of layer '{layer.name}' must keep the shape and have no parameters; "

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from bsnc.errors import Note, SourceError, Span, UsageError, did_you_mean
 from bsnc.ir import Edge, Layer, OpCall, ResolvedCall
 from bsnc.lang import ast
-from bsnc.lang.evaluate import Scope, Unavailable, Value, evaluate
+from bsnc.lang.evaluate import SHOWN_CHARS, Scope, Unavailable, Value, capped, evaluate, shown
 from bsnc.lang.limits import (
     MAX_ARGUMENT,
     MAX_EDGES,
@@ -19,6 +19,7 @@ from bsnc.lang.limits import (
     MAX_LAYERS,
     MAX_MODULE_DEPTH,
     MAX_OPS_PER_EDGE,
+    MAX_STRING,
     MAX_TENSOR_ELEMENTS,
 )
 from bsnc.lang.program import Program
@@ -27,7 +28,6 @@ from bsnc.ops import (
     REQUIRED,
     Shape,
     ShapeError,
-    bsn_repr,
     check_value,
     format_shape,
     type_name,
@@ -129,16 +129,19 @@ def _coerce_param(p: NetworkParam, value: Value, span: Span | None) -> Value:
         raise SourceError(f"parameter '{p.name}' must be a finite number, got {value!r}", span)
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
         raise SourceError(f"parameter '{p.name}' is out of range: the limit is ±(2**63 - 1)", span)
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        raise SourceError(f"parameter '{p.name}' is a string of {len(value):,} characters; the limit is "
+                          f"{MAX_STRING:,}", span)
     if type(value) is not p.type:
         raise SourceError(
-            f"parameter '{p.name}' is {p.type.__name__}, got {type_name(value)} {bsn_repr(value)}", span
+            f"parameter '{p.name}' is {p.type.__name__}, got {type_name(value)} {shown(value)}", span
         )
     return value
 
 
 def parse_override(param: NetworkParam, text: str) -> Value:
     """A `-D name=value` value read as the parameter's type."""
-    where = f"-D {param.name}={text}"
+    where = f"-D {param.name}={_given(text)}"
     if param.type is bool:
         lowered = text.strip().lower()
         if lowered in ("true", "1", "yes"):
@@ -168,6 +171,17 @@ def parse_override(param: NetworkParam, text: str) -> Value:
     return text
 
 
+def _given(raw: Any) -> str:
+    """An override as a message shows it: the text of a -D as typed, a Python value as `.bsn`
+    writes it; either cut to about 80 characters."""
+    if isinstance(raw, (list, tuple)):
+        return shown(raw)
+    if isinstance(raw, int) and raw.bit_length() > 64:  # repr() refuses an int of over 4,300 digits
+        return f"<an integer of {raw.bit_length():,} bits>"
+    text = raw if isinstance(raw, str) else repr(raw)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"… ({len(text):,} characters)"
+
+
 def resolve_params(params: list[NetworkParam], overrides: Mapping[str, Any], network: str) -> dict[str, Value]:
     """Parameter values: defaults, then overrides (strings from -D, or Python values)."""
     by_name = {p.name: p for p in params}
@@ -175,7 +189,7 @@ def resolve_params(params: list[NetworkParam], overrides: Mapping[str, Any], net
     for key in overrides:
         if key not in by_name:
             raise UsageError(
-                f"-D {key}={overrides[key]}: network '{network}' has no parameter '{key}'; "
+                f"-D {key}={_given(overrides[key])}: network '{network}' has no parameter '{key}'; "
                 f"its parameters are {_names(params)}"
             )
     for p in params:
@@ -187,7 +201,7 @@ def resolve_params(params: list[NetworkParam], overrides: Mapping[str, Any], net
                 try:
                     values[p.name] = _coerce_param(p, raw, None)
                 except SourceError as exc:
-                    raise UsageError(f"-D {p.name}={raw!r}: {exc.message}") from None
+                    raise UsageError(f"-D {p.name}={_given(raw)}: {exc.message}") from None
         elif p.default is None:
             raise UsageError(f"network '{network}' needs a value for '{p.name}': pass -D {p.name}=VALUE")
         else:
@@ -241,7 +255,7 @@ class _Expander:
         elif isinstance(stmt, ast.If):
             cond = evaluate(stmt.cond, scope)
             if not isinstance(cond, bool):
-                raise SourceError(f"an if condition must be true or false, got {type_name(cond)} {bsn_repr(cond)}", stmt.cond.span)
+                raise SourceError(f"an if condition must be true or false, got {type_name(cond)} {shown(cond)}", stmt.cond.span)
             if cond:
                 self.block(stmt.then, scope.child())
             elif stmt.orelse is not None:
@@ -269,8 +283,8 @@ class _Expander:
             try:
                 self.block(stmt.body, scope.child(values))
             except SourceError as exc:
-                shown = ", ".join(f"{k} = {bsn_repr(v)}" for k, v in values.items())
-                exc.notes.append(Note(f"in the iteration with {shown}", stmt.span))
+                where = ", ".join(f"{k} = {shown(v)}" for k, v in values.items())
+                exc.notes.append(Note(f"in the iteration with {where}", stmt.span))
                 raise
 
     def loop_items(self, stmt: ast.For, scope: Scope) -> range | list[Value]:
@@ -281,7 +295,7 @@ class _Expander:
         value = evaluate(stmt.start, scope)
         if not isinstance(value, (list, tuple)):
             raise SourceError(
-                f"a for loop runs over a range `a..b` or a list `[x, y, ...]`, got {type_name(value)} {bsn_repr(value)}",
+                f"a for loop runs over a range `a..b` or a list `[x, y, ...]`, got {type_name(value)} {shown(value)}",
                 stmt.start.span)
         return list(value)
 
@@ -290,7 +304,7 @@ class _Expander:
             return {stmt.targets[0]: item}
         n = len(stmt.targets)
         if not isinstance(item, (list, tuple)) or len(item) != n:
-            got = f"{type_name(item)} {bsn_repr(item)}"
+            got = f"{type_name(item)} {shown(item)}"
             raise SourceError(f"`for ({stmt.var})` unpacks {n} values from each item, got {got}", stmt.start.span)
         return dict(zip(stmt.targets, item))
 
@@ -298,7 +312,7 @@ class _Expander:
         value = evaluate(expr, scope)
         if not isinstance(value, int) or isinstance(value, bool):
             hint = "; use // for integer division" if isinstance(value, float) and _divides(expr) else ""
-            raise SourceError(f"{what} must be an integer, got {type_name(value)} {bsn_repr(value)}{hint}",
+            raise SourceError(f"{what} must be an integer, got {type_name(value)} {shown(value)}{hint}",
                               expr.span)
         return value
 
@@ -344,7 +358,7 @@ class _Expander:
     def number(self, expr: ast.Expr, scope: Scope, what: str) -> float:
         value = evaluate(expr, scope)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise SourceError(f"{what} must be a number, got {type_name(value)} {bsn_repr(value)}", expr.span)
+            raise SourceError(f"{what} must be a number, got {type_name(value)} {shown(value)}", expr.span)
         return value
 
     def edge(self, stmt: ast.EdgeStmt, scope: Scope) -> None:
@@ -456,7 +470,7 @@ class _Expander:
         value = evaluate(definition.cost, scope)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise SourceError(f"the cost of module '{definition.name}' must be an integer >= 0 (multiply-accumulates), "
-                              f"got {type_name(value)} {bsn_repr(value)}{'; use // or int()' if isinstance(value, float) else ''}",
+                              f"got {type_name(value)} {shown(value)}{'; use // or int()' if isinstance(value, float) else ''}",
                               definition.cost.span)
         return value
 
@@ -468,7 +482,7 @@ class _Expander:
                 value, span, _ = given[spec.name]
                 problem = check_value(prim, spec, value)
                 if problem:
-                    raise SourceError(problem, span)
+                    raise SourceError(capped(problem, [value]), span)
                 if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ARGUMENT:
                     raise SourceError(f"argument '{spec.name}' of {prim.name} is {value:,}; the limit is "
                                       f"{MAX_ARGUMENT:,}", span)
@@ -536,7 +550,7 @@ def _shape_after(prim: str, args: tuple[tuple[str, Any], ...], shape: Shape | Un
     try:
         return REGISTRY[prim].shape(shape, dict(args))
     except ShapeError as exc:
-        return Unavailable(f"the shape is wrong before this point ({exc})")
+        return Unavailable(f"the shape is wrong before this point ({capped(str(exc), [v for _, v in args])})")
 
 
 def _divides(expr: ast.Expr) -> bool:
