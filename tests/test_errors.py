@@ -65,3 +65,44 @@ def test_non_utf8_error_names_line_and_column_of_the_bad_byte(in_root: None) -> 
     assert f"0x{data[bad]:02x}" in first
     caret = result.stderr.splitlines()[2]
     assert caret.index("^") - caret.index("|") - 2 == column - 1
+
+
+_IMPORTER = """import "{name}"
+network t() {{
+    input x : [4]
+    output y : [4]
+    x -> y : identity
+}}
+"""
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("symlink loop", 'cannot import "lib.bsn": symbolic links form a loop'),
+    ("directory", 'cannot import "lib.bsn": lib.bsn: not a regular file (a directory); expected a file'),
+    ("fifo", 'cannot import "lib.bsn": lib.bsn: not a regular file (a FIFO); expected a file'),
+])
+def test_import_of_what_is_not_a_file_is_located(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  kind: str, message: str) -> None:
+    """A symlink loop raised RuntimeError from Path.resolve(); a directory or FIFO was refused
+    without the location of the import line."""
+    import os
+
+    from click.testing import CliRunner
+
+    from bsnc.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    if kind == "symlink loop":
+        os.symlink("other.bsn", "lib.bsn")
+        os.symlink("lib.bsn", "other.bsn")
+    elif kind == "directory":
+        os.mkdir("lib.bsn")
+    else:
+        os.mkfifo("lib.bsn")
+    Path("main.bsn").write_text(_IMPORTER.format(name="lib.bsn"))
+    result = CliRunner().invoke(main, ["check", "main.bsn"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"main.bsn:1:1: error: {message}"
+    assert lines[1] == '   1 | import "lib.bsn"'

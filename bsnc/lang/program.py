@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bsnc.errors import BsncError, Note, SourceError, display_path
+from bsnc.files import describe
 from bsnc.lang import ast
+from bsnc.lang.evaluate import shown
 from bsnc.lang.limits import MAX_IMPORT_DEPTH
 from bsnc.lang.parser import parse, read_source
-from bsnc.ops import REGISTRY
+from bsnc.ops import REGISTRY, printable
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,14 @@ def _define(table: dict, item, unit: Unit, what: str) -> None:
 
 
 def _import(program: Program, unit: Unit, item: ast.Import, stack: list[Path]) -> None:
-    target = (unit.path.parent / item.path).resolve()
+    named = printable(shown(item.path))
+    try:
+        target = (unit.path.parent / item.path).resolve()
+        exists = target.exists()
+    except RuntimeError:  # Python 3.11's resolve() on a symbolic link that leads to itself
+        raise SourceError(f"cannot import {named}: symbolic links form a loop", item.span) from None
+    except (OSError, ValueError) as exc:  # a name too long, a NUL character
+        raise SourceError(f"cannot import {named}: {_reason(exc)}", item.span) from None
     if target in stack:
         chain = " -> ".join(p.name for p in stack[stack.index(target):] + [target])
         raise SourceError(f"import cycle: {chain}", item.span)
@@ -121,15 +130,21 @@ def _import(program: Program, unit: Unit, item: ast.Import, stack: list[Path]) -
     if any(u.path.resolve() == target for u in program.units):
         return  # already loaded through another import
     if target.suffix != ".bsn":
-        raise SourceError(f"cannot import \"{item.path}\": only .bsn files can be imported", item.span)
-    if not target.exists():
-        raise SourceError(f"cannot import \"{item.path}\": no file {display_path(target)}", item.span)
-    shown = display_path(target)
+        raise SourceError(f"cannot import {named}: only .bsn files can be imported", item.span)
+    if not exists:
+        raise SourceError(f"cannot import {named}: no file {display_path(target)}", item.span)
+    path = display_path(target)
     try:
-        imported = _load_unit(target, shown)
+        imported = _load_unit(target, path)
     except SourceError as exc:
         # Say where, but never quote the text: an import must not disclose a file that is not .bsn.
         where = f" at line {exc.span.line}, column {exc.span.column}" if exc.span is not None else ""
-        raise SourceError(f"cannot import \"{item.path}\": {shown} is not valid .bsn text{where}; "
-                          f"`bsnc fmt {shlex.quote(shown)}` shows the problem", item.span) from None
+        raise SourceError(f"cannot import {named}: {path} is not valid .bsn text{where}; "
+                          f"`bsnc fmt {shlex.quote(path)}` shows the problem", item.span) from None
+    except BsncError as exc:  # a directory, a FIFO, a device, an unreadable file: at the import line
+        raise SourceError(f"cannot import {named}: {exc}", item.span) from None
     _add_unit(program, imported, stack + [target])
+
+
+def _reason(exc: Exception) -> str:
+    return describe(exc) if isinstance(exc, OSError) else str(exc)
