@@ -88,6 +88,27 @@ def test_wrongly_typed_override(overrides, words):
         assert word in str(info.value)
 
 
+@pytest.mark.parametrize("text", ["_4", "4_", "4__0", "1_000_", "\u0663", "\uff14", "+-4", "4 4", "0x10", "", "-"])
+def test_int_override_is_ascii_digits(text):
+    """int() took '_4', '4_' and '4__0' once the underscores were removed, and digits of other
+    scripts (Arabic-Indic 3, full-width 4)."""
+    with pytest.raises(UsageError, match="is int; expected a whole number") as info:
+        network_from_text(PARAMS, {"r": text})
+    assert str(info.value).startswith(f"-D r={text}: parameter 'r' is int")
+
+
+@pytest.mark.parametrize(("text", "value"), [("4", 4), ("-4", -4), ("+4", 4), ("1_000", 1000), (" 7 ", 7),
+                                             ("1_2_3", 123), ("007", 7)])
+def test_int_override_spellings(text, value):
+    assert network_from_text(PARAMS, {"r": text}).params["r"] == value
+
+
+def test_float_override_is_ascii():
+    with pytest.raises(UsageError, match="is float; expected a finite number"):
+        network_from_text(PARAMS, {"r": 1, "f": "\u0663.5"})
+    assert network_from_text(PARAMS, {"r": 1, "f": "25e-2"}).params["f"] == 0.25
+
+
 def test_unknown_override():
     with pytest.raises(UsageError) as info:
         network_from_text(PARAMS, {"r": 1, "zz": "2"})

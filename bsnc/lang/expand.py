@@ -4,6 +4,7 @@ layers and edges whose values are all resolved."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -139,6 +140,9 @@ def _coerce_param(p: NetworkParam, value: Value, span: Span | None) -> Value:
     return value
 
 
+_INT_OVERRIDE = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*")  # 1_000 as in Python, not _4, 4_ or 4__0
+
+
 def parse_override(param: NetworkParam, text: str) -> Value:
     """A `-D name=value` value read as the parameter's type."""
     where = f"-D {param.name}={_given(text)}"
@@ -150,19 +154,20 @@ def parse_override(param: NetworkParam, text: str) -> Value:
             return False
         raise UsageError(f"{where}: parameter '{param.name}' is bool; expected true or false")
     if param.type is int:
-        digits = text.strip().replace("_", "")
+        literal = text.strip()
+        if not _INT_OVERRIDE.fullmatch(literal):  # int() takes other scripts' digits and stray underscores
+            raise UsageError(f"{where}: parameter '{param.name}' is int; expected a whole number "
+                             "(ASCII digits, an optional sign, single underscores between digits)")
+        digits = literal.replace("_", "")
         if len(digits.lstrip("+-")) > 19:  # refuse before Python converts a huge number
             raise UsageError(f"{where}: parameter '{param.name}' is int; the limit is ±(2**63 - 1)")
-        try:
-            value = int(digits, 10)
-        except ValueError:
-            raise UsageError(f"{where}: parameter '{param.name}' is int; expected a whole number") from None
+        value = int(digits, 10)
         if abs(value) > MAX_INT:
             raise UsageError(f"{where}: parameter '{param.name}' is int; the limit is ±(2**63 - 1)")
         return value
     if param.type is float:
         try:
-            value = float(text)
+            value = float(text) if text.isascii() else float("nan")  # float() takes other scripts' digits
         except ValueError:
             value = float("nan")
         if not math.isfinite(value):
