@@ -47,6 +47,8 @@ class BsnFile(click.ParamType):
         text = str(value)
         if self.stdin and text == "-":
             return "-"
+        if not text:  # Path("") is the working directory
+            self.fail("the file name is empty; expected a .bsn file", param, ctx)
         path = Path(text)
         if path.is_dir():
             self.fail(f"{text!r} is a directory; expected a .bsn file", param, ctx)

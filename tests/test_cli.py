@@ -103,6 +103,15 @@ def test_check_missing_file():
     assert "'does/not/exist.bsn': no such file, and no shipped fabric has that name (shipped: cnf," in result.output
 
 
+@pytest.mark.parametrize("command", ["check", "fmt", "compile"])
+def test_empty_file_name(command):
+    """Path("") is the working directory: the message said "'' is a directory"."""
+    result = run(command, "")
+    assert_clean_failure(result, 2)
+    assert "the file name is empty; expected a .bsn file" in result.output
+    assert "directory" not in result.output
+
+
 def test_fmt_missing_file():
     result = run("fmt", "does/not/exist.bsn")
     assert_clean_failure(result, 2)
