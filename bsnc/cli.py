@@ -339,7 +339,7 @@ def cost(file: Path, defines: dict[str, str], costs: tuple[str, ...], mask: Path
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size the edges are timed at.")
 @click.option("--samples", type=click.IntRange(min=0), default=12, show_default=True,
-              help="Random architectures timed end to end to check the table (0: skip the check).")
+              help="Random architectures timed end to end to check the table (0: skip the check; else at least 2).")
 @click.option("--repeats", type=click.IntRange(min=1), default=15, show_default=True,
               help="Timed runs per edge after warm-up; the median is kept.")
 @click.option("--channels-last/--no-channels-last", "channels_last", default=False, show_default=True,
@@ -367,6 +367,9 @@ def latency_table(file: Path, defines: dict[str, str], device: str, output: Path
 
     numeric.whole("--batch-size", batch_size, 1, numeric.MAX_BATCH_SIZE)
     numeric.whole("--samples", samples, 0, numeric.MAX_REPEATS)
+    if samples == 1:  # checked before any timing: a rank correlation needs two architectures
+        raise click.BadParameter("1: expected 0 (no check) or at least 2 (a rank correlation needs two)",
+                                 param_hint="'--samples'")
     numeric.whole("--repeats", repeats, 1, numeric.MAX_REPEATS)
     layout = "channels-last" if channels_last else "contiguous"
     network = load_network(file, defines)
@@ -383,12 +386,16 @@ def latency_table(file: Path, defines: dict[str, str], device: str, output: Path
             raise click.UsageError(f"{output} holds timings of {existing.layout} maps (made with {made}); "
                                    f"pass the same, or -o another file")
         latency.check_table(existing, output, device)
-    table, added = latency.measure_table(network, target, batch_size, existing, repeats=repeats, layout=layout)
+    from bsnc.output import progress_wanted
+
+    progress = progress_wanted(level())
+    table, added = latency.measure_table(network, target, batch_size, existing, progress=progress, repeats=repeats,
+                                         layout=layout)
     latency.write_table(table, output)
     click.echo(f"wrote {output}: {len(table.entries)} edge signatures ({added} timed now) on {table.device_name}, "
                f"{table.layout} maps")
     if samples:
-        agreement = latency.check_agreement(network, table, target, samples=samples)
+        agreement = latency.check_agreement(network, table, target, samples=samples, progress=progress)
         click.echo(f"table vs measured end-to-end latency of {agreement.samples} random architectures: "
                    f"Spearman rank correlation {agreement.spearman:.3f}, "
                    f"mean relative error {agreement.mean_relative_error * 100:.1f}%")
@@ -718,7 +725,10 @@ def draw(file: Path, defines: dict[str, str], probs: Path | None, output: Path |
     title = f"{network.name}: {len(network.edges)} edges, {human(flops)} flops, {human(params)} params (full)"
     from bsnc.output import guard_overwrite, record_written
 
-    stem = output or Path(network.name)
+    stem = output if output is not None else Path(network.name)
+    if stem.name in ("", ".", ".."):  # Path("") is ".", and "dir/.." would write dir/...dot
+        raise click.BadParameter(f"{str(output)!r}: expected a path ending in a file name (without suffix), "
+                                 "such as figures/cnf_w8", param_hint="'-o'")
     guard_overwrite([stem.with_name(f"{stem.name}.{ext}") for ext in ("dot", "svg", "png")], force, f"-o {stem}")
     result = render(network, stem, gammas=gammas, title=title, threshold=keep_threshold, kept=kept)
     record_written([result.dot, *result.rendered])

@@ -308,6 +308,29 @@ def test_latency_table_counts_are_bounded(tiny: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "t.json").exists()
 
 
+def test_latency_table_samples_of_one_is_refused_before_timing_and_bars_stay_off_a_terminal(tiny: Path,
+                                                                                           tmp_path: Path) -> None:
+    """--samples 1 wrote the table, then failed its check (a correlation needs two); the bars
+    were printed into a redirected stderr."""
+    result = CliRunner().invoke(main, ["latency-table", str(tiny), "--samples", "1", "-o", str(tmp_path / "t.json")])
+    assert result.exit_code == 2
+    assert "Invalid value for '--samples': 1: expected 0 (no check) or at least 2" in result.stderr
+    assert not (tmp_path / "t.json").exists()
+    done = _bsnc("latency-table", str(tiny), "--samples", "2", "--repeats", "1", "-o", str(tmp_path / "t.json"))
+    assert done.returncode == 0, done.stderr
+    assert "timing edges" not in done.stderr and "checking the table" not in done.stderr
+
+
+@pytest.mark.parametrize("stem", ["", "figures/.."])
+def test_draw_output_must_end_in_a_name(tiny: Path, tmp_path: Path, stem: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-o "" was a ValueError traceback; -o dir/.. wrote dir/...dot and its siblings."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["draw", str(tiny), "-o", stem])
+    assert result.exit_code == 2
+    assert "expected a path ending in a file name (without suffix)" in result.stderr
+    assert not list(tmp_path.rglob("*.dot"))
+
+
 def test_a_long_source_line_is_quoted_as_a_window_around_the_error() -> None:
     from bsnc.errors import SourceError
     from bsnc.lang.frontend import network_from_text
