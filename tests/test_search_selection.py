@@ -62,3 +62,10 @@ def test_a_pick_that_is_no_cost_names_the_option():
 
     with pytest.raises(UsageError, match="--pick fastest: expected best, cheapest, or a cost"):
         _front((1, 0.7, 50, True)).pick("fastest", parse)
+
+
+@pytest.mark.parametrize("text", ["1e400", "inf", "nan"])
+def test_a_pick_that_is_no_finite_cost_is_refused(text):
+    """1e400 parsed to infinity and picked the most accurate point, where inf was refused."""
+    with pytest.raises(UsageError, match=f"--pick {text}: expected best, cheapest, or a cost"):
+        _front((1, 0.7, 50, True)).pick(text, float)

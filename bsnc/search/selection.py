@@ -9,6 +9,7 @@ two; of two equal points the earlier stays. Each point on the front has its own 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -89,6 +90,8 @@ class ParetoFront:
             try:
                 limit = parse_cost(choice)
             except UsageError:
+                limit = math.nan
+            if not math.isfinite(limit):  # 1e400 parses, to infinity
                 raise UsageError(f"--pick {choice}: expected best, cheapest, or a cost in the run's unit "
                                  "such as 200k") from None
             point = self.at_most(limit)
