@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -134,3 +135,13 @@ def test_use_it_hint_is_python_that_names_the_exported_files(trained, tmp_path: 
     calls = [node for node in ast.walk(ast.parse(hint.removeprefix("use it: "))) if isinstance(node, ast.Call)]
     literals = [arg.value for call in calls for arg in call.args if isinstance(arg, ast.Constant)]
     assert literals == [str(out / "tiny_pruned.bsn"), str(out / "tiny_pruned.pt")]
+
+
+@pytest.mark.parametrize("name, listed", [("ckpt.pt", "(ckpt.pt or best.pt)"), ("best.pt", "(best.pt or ckpt.pt)"),
+                                          ("pareto/epoch-001.pt", "(pareto/epoch-001.pt, best.pt or ckpt.pt)")])
+def test_a_run_without_checkpoint_names_each_file_once(tmp_path: Path, name: str, listed: str) -> None:
+    from bsnc.errors import BsncError
+    from bsnc.search.checkpoint import find_checkpoint
+
+    with pytest.raises(BsncError, match=re.escape(f"holds no checkpoint {listed}")):
+        find_checkpoint(tmp_path, name)

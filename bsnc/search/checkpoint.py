@@ -83,12 +83,17 @@ def find_checkpoint(path: str | Path, name: str = "ckpt.pt") -> Path:
     """A checkpoint file given itself or its run directory."""
     path = Path(path)
     if path.is_dir():
-        for candidate in (path / name, path / "best.pt", path / "ckpt.pt"):
+        names = list(dict.fromkeys((name, "best.pt", "ckpt.pt")))  # each once
+        for candidate in (path / n for n in names):
             if candidate.is_file():
                 return candidate
         if (path / "latest").is_dir():  # runs/NAME: its newest numbered run
             return find_checkpoint(path / "latest", name)
-        raise BsncError(f"{path}: this run directory holds no checkpoint ({name}, best.pt or ckpt.pt)")
+        raise BsncError(f"{path}: this run directory holds no checkpoint ({_listed(names)})")
     if not path.exists():
         raise BsncError(f"{path}: no such run directory or checkpoint")
     return path
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" or {names[-1]}"
