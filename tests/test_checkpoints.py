@@ -73,6 +73,21 @@ DAMAGES: dict[str, tuple[Callable[[dict], dict], dict[str, str]]] = {
     "logits of another size": (_logits, {"resume": "its weights do not fit network tiny",
                                          "export": "its weights do not fit network tiny",
                                          "draw": "(7,) edge logits for the 2 stochastic edges of tiny"}),
+    "budget a string": (lambda s: {**s, "budget": "x"},
+                        dict.fromkeys(("resume", "export", "draw"), "its 'budget' entry is 'x', expected a cost")),
+    "pareto a string": (lambda s: {**s, "pareto": "abc"},
+                        dict.fromkeys(("resume", "export", "draw"), "its 'pareto' entry is a str")),
+    "pareto point without an epoch": (lambda s: {**s, "pareto": [{"epoch": "x"}]},
+                                      dict.fromkeys(("resume", "export", "draw"), "point 1: 'epoch' is 'x'")),
+    "epoch record damaged": (lambda s: {**s, "history": [{**s["history"][0], "val_acc": [1]}]},
+                             dict.fromkeys(("resume", "export", "draw"), "epoch record 1: 'val_acc' is [1]")),
+    "setting of another type": (lambda s: {**s, "config": {**s["config"], "primitives": "x"}},
+                                dict.fromkeys(("resume", "export", "draw"), "setting 'primitives' is 'x'")),
+    # a checkpoint may name any file as its source: export says it is not the network, and never
+    # quotes a foreign file's lines
+    "source elsewhere": (lambda s: {**s, "config": {**s["config"], "file": "/etc/passwd"}},
+                         {"export": "records /etc/passwd as the source it was trained from, but that file is not "
+                                    "a .bsn network"}),
 }
 
 
@@ -106,7 +121,7 @@ def test_damaged_checkpoint_is_refused_everywhere(trained, tmp_path: Path, damag
         assert result.exit_code == 1, (name, result.output, result.exception)
         assert result.stderr.startswith("error: "), (name, result.output)
         assert expected[name] in result.stderr, (name, result.stderr)
-        assert "Traceback" not in result.output
+        assert "Traceback" not in result.output and "root:" not in result.output
 
 
 def test_unsafe_checkpoint_is_explained_in_bsncs_words(trained, tmp_path: Path) -> None:
@@ -135,6 +150,18 @@ def test_use_it_hint_is_python_that_names_the_exported_files(trained, tmp_path: 
     calls = [node for node in ast.walk(ast.parse(hint.removeprefix("use it: "))) if isinstance(node, ast.Call)]
     literals = [arg.value for call in calls for arg in call.args if isinstance(arg, ast.Constant)]
     assert literals == [str(out / "tiny_pruned.bsn"), str(out / "tiny_pruned.pt")]
+
+
+def test_damaged_config_json_is_refused_by_resume(trained, tmp_path: Path) -> None:
+    source, run, state = trained
+    copy = tmp_path / "run"
+    copy.mkdir()
+    torch.save(state, copy / "ckpt.pt")
+    (copy / "config.json").write_text('{"config": [], "source_hash": 5}')
+    result = CliRunner().invoke(main, _commands(source, copy, tmp_path / "out")["resume"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: {copy / 'config.json'}: damaged run settings: ")
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("name, listed", [("ckpt.pt", "(ckpt.pt or best.pt)"), ("best.pt", "(best.pt or ckpt.pt)"),

@@ -224,3 +224,77 @@ def test_export_never_swaps_away_a_file_of_the_users(tiny, tmp_path):
     with pytest.raises(Exception, match="precious.bsn"):
         bsnc.export(run, mine)
     assert (mine / "precious.bsn").read_text() == "network keep() {}\n" and len(list(mine.iterdir())) == 1
+
+
+# one epoch record as train writes it, and a finished run of a sweep made by hand (no training)
+RECORD = {"epoch": 1, "phase": "search", "train_loss": 1.0, "train_acc": 0.5, "mean_sampled_cost": 10.0,
+          "deterministic_cost": 10.0, "consistent": True, "within_budget": True, "entropy": 0.5, "edges_kept": 3,
+          "val_acc": 0.5, "val_loss": 1.0, "test_acc": 0.5, "lr": 0.1, "time": 1.0, "gamma": {"a->b": 0.9},
+          "budget": 20.0}
+POINT = {"epoch": 1, "val_acc": 0.5, "cost": 10.0, "within_budget": True, "test_acc": 0.5,
+         "file": "pareto/epoch-001.pt"}
+
+
+def _finished_run(out: Path, name: str = "budget-100pct_seed-0") -> Path:
+    run = out / "runs" / name
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text(json.dumps(RECORD) + "\n")
+    (run / "pareto.json").write_text(json.dumps([POINT]))
+    (run / "config.json").write_text(json.dumps({"config": {"cost": "flops"}, "network": "tiny"}))
+    (run / "sweep-status.json").write_text(json.dumps({"status": "done", "time": 1.0, "exit": 0}))
+    return run
+
+
+@pytest.mark.parametrize("file, text, message", [
+    ("pareto.json", json.dumps([POINT])[:20], "pareto.json: damaged: not JSON"),
+    ("pareto.json", '[{"epoch": "x"}]', "pareto.json: damaged Pareto front: point 1: 'epoch' is 'x'"),
+    ("pareto.json", '"abc"', "pareto.json: damaged Pareto front: expected a list of points, got a str"),
+    ("pareto.json", '[{"epoch": 1, "val_acc": 0.5, "cost": null, "within_budget": true}]', "'cost' is None"),
+    ("sweep-status.json", "[]", "sweep-status.json: damaged: expected an object, got a list"),
+    ("sweep-status.json", '{"status": 5}', "sweep-status.json: damaged: 'status' is 5"),
+    ("metrics.jsonl", '{"epoch": "x", "val_acc": [1], "gamma": 5}', "metrics.jsonl:1: damaged epoch record"),
+    ("config.json", '{"config": [], "source_hash": 5}', "config.json: damaged run settings"),
+])
+def test_a_sweep_rerun_names_a_damaged_file_of_a_finished_run(tiny, tmp_path, file, text, message):
+    out = tmp_path / "sweep"
+    run = _finished_run(out)
+    (run / file).write_text(text)
+    result = _sweep(tiny, out, "--no-baseline", budgets="100%")
+    assert result.exit_code == 1 and message in result.stderr, result.output
+    assert result.stderr.startswith("error: " + str(run)) and "Traceback" not in result.output
+    assert not (out / "results.json").exists() and not (out / "runs" / "budget-100pct_seed-0.log").exists()
+
+
+@pytest.mark.parametrize("results, message", [
+    ({"runs": [5]}, "a run is 5, expected an object"),
+    ({"runs": [{"budget": "x"}]}, "a run's name must be one directory name of runs/, got None"),
+    ({"runs": [{"name": "budget-100pct_seed-0", "kind": "budget", "status": "done", "cost": "x"}]},
+     "run budget-100pct_seed-0: 'cost' is 'x'"),
+    ({"runs": {}}, 'expected {"runs": [...]}'),
+])
+def test_report_names_damaged_sweep_results(tmp_path, results, message):
+    out = tmp_path / "sweep"
+    _finished_run(out)
+    (out / "results.json").write_text(json.dumps(results))
+    result = CliRunner().invoke(main, ["report", str(out), "-o", str(tmp_path / "report")])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: {out / 'results.json'}: damaged sweep results: {message}"), result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("file, text, message", [
+    ("config.json", '{"config": [], "source_hash": 5}', "config.json: damaged run settings: its 'source_hash'"),
+    ("config.json", '{"config": {"cost": 5}}', "config.json: damaged run settings: setting 'cost' is 5"),
+    ("config.json", "[1]", "config.json: damaged run settings: expected an object, got a list"),
+    ("metrics.jsonl", json.dumps(RECORD) + '\n{"epoch": "x", "val_acc": [1], "gamma": 5}\n',
+     "metrics.jsonl:2: damaged epoch record: 'epoch' is 'x'"),
+    ("metrics.jsonl", json.dumps({**RECORD, "val_acc": [1]}), "metrics.jsonl:1: damaged epoch record: 'val_acc'"),
+    ("metrics.jsonl", json.dumps({**RECORD, "gamma": 5}), "'gamma' is not a map of edge names"),
+    ("metrics.jsonl", "[1]", "metrics.jsonl:1: damaged epoch record: expected an object"),
+])
+def test_report_names_a_damaged_file_of_a_run(tmp_path, file, text, message):
+    run = _finished_run(tmp_path / "sweep")
+    (run / file).write_text(text)
+    result = CliRunner().invoke(main, ["report", str(run), "-o", str(tmp_path / "report")])
+    assert result.exit_code == 1 and message in result.stderr, result.output
+    assert result.stderr.startswith(f"error: {run}") and "Traceback" not in result.output

@@ -379,14 +379,7 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
     checkpoint = _choose_checkpoint(Path(path), pick, allow_over_budget)
     state = load_checkpoint(checkpoint)
     config = state.get("config", {})
-    file = Path(config.get("file", ""))
-    if not file.is_file():
-        raise BsncError(f"{display_path(checkpoint)} was trained from {file}, which is not there any more")
-    primitives.load(config.get("primitives", []))
-    program = load_program(file)
-    if program.source_hash() != state.get("source_hash"):
-        raise BsncError(f"{display_path(checkpoint)} does not match {file}: the .bsn source changed since training "
-                        f"(sha256 {state.get('source_hash', '?')[:12]}… then, {program.source_hash()[:12]}… now)")
+    file, program = recorded_program(state, checkpoint)
     network = _trained_network(program, state)
     proposal = load_mask(mask, network) if mask is not None else None
     if proposal is None and network.stochastic_edges:
@@ -420,6 +413,28 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
     return export(network, program, state["model"], target, proposal, threshold, meta, draw_diagram)
 
 
+def recorded_program(state: dict[str, Any], checkpoint: Path) -> tuple[Path, Program]:
+    """The .bsn program a checkpoint was trained from (its config's file, with its primitives),
+    checked against the source hash it records. A file that does not parse is not that network:
+    it is refused without quoting it (a damaged checkpoint may name any file, /etc/passwd)."""
+    config = state.get("config", {})
+    file = Path(config.get("file", ""))
+    shown = display_path(checkpoint)
+    if not file.is_file():
+        raise BsncError(f"{shown} was trained from {file}, which is not there any more")
+    primitives.load(config.get("primitives", []))
+    try:
+        program = load_program(file)
+    except SourceError:
+        raise BsncError(f"{shown} records {file} as the source it was trained from, but that file is not a "
+                        ".bsn network (it does not parse): not the network of this checkpoint, or it was "
+                        "changed since training") from None
+    if program.source_hash() != state.get("source_hash"):
+        raise BsncError(f"{shown} does not match {file}: the .bsn source changed since training "
+                        f"(sha256 {state.get('source_hash', '?')[:12]}… then, {program.source_hash()[:12]}… now)")
+    return file, program
+
+
 def _choose_checkpoint(path: Path, pick: str | None, allow_over_budget: bool) -> Path:
     """The checkpoint to export: a file as given, or a run directory's chosen Pareto point."""
     from bsnc.search.selection import ParetoFront
@@ -435,7 +450,7 @@ def _choose_checkpoint(path: Path, pick: str | None, allow_over_budget: bool) ->
         return path / "best.pt"
     last = find_checkpoint(path, "ckpt.pt")
     state = load_checkpoint(last)
-    front = ParetoFront.from_json(state.get("pareto", []))
+    front = ParetoFront.from_json(state.get("pareto", []), display_path(last))
     if pick == "best" and front.best() is None:
         if allow_over_budget:
             return last
@@ -470,7 +485,10 @@ def _run_cost(state: dict[str, Any]):
     config = state.get("config", {})
     try:
         primitives.load(config.get("primitives", []))
-        return parse_cost(config.get("cost", "flops"), _trained_network(load_program(config.get("file", "")), state))
+        program = load_program(config.get("file", ""))
+        if program.source_hash() != state.get("source_hash"):
+            return None
+        return parse_cost(config.get("cost", "flops"), _trained_network(program, state))
     except (BsncError, OSError):
         return None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,7 @@ from typing import Any
 
 from bsnc.errors import BsncError, UsageError, display_path
 from bsnc.export.exporter import fresh_name
-from bsnc.files import atomic_write_bytes, atomic_write_text, read_regular
+from bsnc.files import atomic_write_bytes, atomic_write_text
 from bsnc.lang.summary import human
 
 BUDGET_STYLE = {"color": "tab:red", "linestyle": "--", "linewidth": 1.2}
@@ -47,38 +46,12 @@ class Section:
 # --- reading runs and sweeps ------------------------------------------------------------------
 
 
-MAX_RECORD_BYTES = 256 * 1024 * 1024  # a run's metrics.jsonl; far above any real one
-
-
-def _read_text(path: Path) -> str:
-    """A regular file's text, read with a cap (never a FIFO or a device)."""
-    try:
-        return read_regular(path, MAX_RECORD_BYTES, display_path(path)).decode("utf-8")
-    except OSError as exc:
-        raise BsncError(f"{display_path(path)}: cannot read it ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise BsncError(f"{display_path(path)}: not UTF-8 text") from None
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(_read_text(path))
-    except ValueError as exc:
-        raise BsncError(f"{display_path(path)}: cannot read it as JSON ({exc})") from None
-
-
 def read_records(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    lines = _read_text(path).splitlines()
-    records = []
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                raise BsncError(f"{display_path(path)}:{number}: not a JSON object") from None
+    from bsnc.search.checkpoint import read_metrics
+
+    records = read_metrics(run_dir)
     if not records:
-        raise BsncError(f"{display_path(path)} holds no epoch yet")
+        raise BsncError(f"{display_path(run_dir / 'metrics.jsonl')} holds no epoch yet")
     return records
 
 
@@ -289,9 +262,10 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], out: Path, title: str) -> Fi
 
 
 def run_section(run_dir: Path, out: Path, draw_architecture: bool = True) -> Section:
+    from bsnc.search.checkpoint import read_run_config
+
     records = read_records(run_dir)
-    config_file = run_dir / "config.json"
-    saved = _read_json(config_file) if config_file.is_file() else {}
+    saved = read_run_config(run_dir)
     config = saved.get("config", {})
     cost_name = config.get("cost", "cost")
     budget = next((r["budget"] for r in reversed(records) if r.get("budget") is not None), None)
@@ -357,23 +331,20 @@ def _settings(saved: Mapping[str, Any], budget: float | None, cost_name: str) ->
 
 def architecture_figure(run_dir: Path, out: Path) -> Figure | str:
     """The diagram export would draw for the run's shipped model, or why there is none."""
-    from bsnc import primitives
     from bsnc.codegen.architecture import edge_gammas, kept_edges
     from bsnc.export.draw import draw
-    from bsnc.lang.frontend import load_network
+    from bsnc.export.exporter import recorded_program
+    from bsnc.lang.frontend import network_from_program
     from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
 
     try:
         checkpoint = find_checkpoint(run_dir, "best.pt")
         state = load_checkpoint(checkpoint)
         config = state.get("config", {})
-        file = Path(config.get("file", ""))
-        primitives.load(config.get("primitives", []))
-        network = load_network(file, state.get("defines", {}))
+        file, program = recorded_program(state, checkpoint)
+        network = network_from_program(program, state.get("defines", {}))
     except BsncError as exc:
         return f"no architecture diagram: {exc}"
-    if network.source_hash != state.get("source_hash"):
-        return f"no architecture diagram: {file} changed since the run was trained"
     logits = state["model"].get("gate_logits")
     gammas = kept = None
     if logits is not None and not config.get("full_network"):
@@ -392,10 +363,9 @@ def architecture_figure(run_dir: Path, out: Path) -> Figure | str:
 
 
 def sweep_sections(sweep_dir: Path, out: Path) -> list[Section]:
-    data = _read_json(sweep_dir / "results.json")
-    rows = data.get("runs") if isinstance(data, dict) else None
-    if not isinstance(rows, list):
-        raise BsncError(f"{display_path(sweep_dir / 'results.json')}: expected {{\"runs\": [...]}}")
+    from bsnc.search.sweep import read_results
+
+    rows = read_results(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     section = Section(f"Sweep {display_path(sweep_dir)}", {"runs": len(rows)})
     figure = sweep_figure(rows, out, f"{sweep_dir.name}: test accuracy against cost")
@@ -410,13 +380,9 @@ def sweep_sections(sweep_dir: Path, out: Path) -> list[Section]:
     section.table = rows
     sections = [section]
     for row in rows:
-        name = row.get("name") if isinstance(row, dict) else None
-        if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-            raise BsncError(f"{display_path(sweep_dir / 'results.json')}: a run's name must be one directory "
-                            f"name of runs/, got {name!r}")
-        run_dir = sweep_dir / "runs" / name
+        run_dir = sweep_dir / "runs" / row["name"]
         if (run_dir / "metrics.jsonl").is_file():
-            sections.append(run_section(run_dir, out / name))
+            sections.append(run_section(run_dir, out / row["name"]))
     return sections
 
 

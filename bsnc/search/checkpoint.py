@@ -1,8 +1,12 @@
-"""One checkpoint dict per file, written atomically and loadable with ``weights_only=True``."""
+"""One checkpoint dict per file, written atomically and loadable with ``weights_only=True``; and
+the readers of a run directory's other records (config.json, metrics.jsonl), each checking the
+shape and types of what it reads, so that a damaged file is a BsncError naming it."""
 
 from __future__ import annotations
 
 import io
+import json
+import math
 import pickle
 import stat
 from pathlib import Path
@@ -10,8 +14,9 @@ from typing import Any
 
 import torch
 
-from bsnc.errors import BsncError
-from bsnc.files import atomic_write_bytes
+from bsnc.errors import BsncError, display_path
+from bsnc.files import atomic_write_bytes, read_regular
+from bsnc.search.selection import front_problem
 
 FORMAT = "bsnc-checkpoint/1"
 
@@ -66,6 +71,153 @@ def _check_content(state: dict[str, Any], path: Path) -> None:
         raise BsncError(f"{path}: damaged checkpoint: its history is not a list of epoch records")
     if not isinstance(state["config"].get("file", ""), str):
         raise BsncError(f"{path}: damaged checkpoint: its config names no source file")
+    problem = (_optional_problem(state) or config_problem(state["config"])
+               or next((f"epoch record {i}: {p}" for i, row in enumerate(state["history"], 1)
+                        if (p := record_problem(row)) is not None), None)
+               or (front_problem(state["pareto"]) if "pareto" in state else None))
+    if problem is not None:
+        raise BsncError(f"{path}: damaged checkpoint: {problem}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    return _number(value) and math.isfinite(value)
+
+
+def _optional_problem(state: dict[str, Any]) -> str | None:
+    """The entries a checkpoint may lack (older runs), checked when present."""
+    budget = state.get("budget")
+    if budget is not None and not (_finite(budget) and budget >= 0):
+        return f"its 'budget' entry is {_shown(budget)}, expected a cost (a number)"
+    for key, kind in (("cost", str), ("params", dict), ("gate_optimizer", dict)):
+        if state.get(key) is not None and not isinstance(state[key], kind):
+            return f"its {key!r} entry is a {type(state[key]).__name__}"
+    for key in ("warmup", "anneal_span"):
+        value = state.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            return f"its {key!r} entry is {_shown(value)}, expected a whole number"
+    if "pareto" in state and not isinstance(state["pareto"], list):
+        return f"its 'pareto' entry is a {type(state['pareto']).__name__}, expected a list of Pareto points"
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A value from a damaged file, shown short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+# --- a run's settings (config.json, and a checkpoint's "config") ----------------------------
+
+# the settings a reader uses, and their types (None allowed where a setting may be unset)
+_SETTINGS: dict[str, tuple[type, ...]] = {
+    "file": (str,), "defines": (dict,), "primitives": (list,), "cost": (str,), "budget": (str, type(None)),
+    "channels_last": (bool, type(None)), "full_network": (bool,), "data": (str,),
+}
+
+
+def config_problem(config: Any) -> str | None:
+    """What is wrong with a run's settings (config.json's "config", a checkpoint's "config"), or None."""
+    if not isinstance(config, dict):
+        return f"its settings are a {type(config).__name__}, expected an object"
+    for key, kinds in _SETTINGS.items():
+        if key in config and not isinstance(config[key], kinds):
+            return f"setting {key!r} is {_shown(config[key])}"
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in config.get("defines", {}).items()):
+        return "setting 'defines' is not a map of names to values"
+    if not all(isinstance(m, str) for m in config.get("primitives", [])):
+        return "setting 'primitives' is not a list of module names"
+    return None
+
+
+MAX_RECORD_BYTES = 256 * 1024 * 1024  # config.json, metrics.jsonl: far above any real one
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return read_regular(path, MAX_RECORD_BYTES, display_path(path)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BsncError(f"{display_path(path)}: not UTF-8 text") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file written by bsnc (a FIFO, a device or an oversized file refused)."""
+    path = Path(path)
+    try:
+        return json.loads(_read_text(path))
+    except ValueError as exc:
+        raise BsncError(f"{display_path(path)}: damaged: not JSON ({exc})") from None
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run directory's config.json ({} when there is none), its shape checked."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists() and not path.is_symlink():
+        return {}
+    data = read_json(path)
+    if not isinstance(data, dict):
+        problem: str | None = f"expected an object, got a {type(data).__name__}"
+    else:
+        problem = next((f"its {key!r} entry is {_shown(data[key])}, expected a {kind.__name__}"
+                        for key, kind in (("network", str), ("source_hash", str), ("params", dict), ("sources", dict))
+                        if key in data and not isinstance(data[key], kind)), None)
+        problem = problem or (config_problem(data["config"]) if "config" in data else None)
+    if problem is not None:
+        raise BsncError(f"{display_path(path)}: damaged run settings: {problem}")
+    return data
+
+
+# --- a run's epochs (metrics.jsonl, and a checkpoint's "history") ---------------------------
+
+# what train writes for every epoch (None: a measure the epoch did not take), checked when present
+_MEASURES = ("train_loss", "train_acc", "mean_sampled_cost", "deterministic_cost", "entropy", "edges_kept",
+             "val_acc", "lr", "time")
+_OPTIONAL_MEASURES = ("val_loss", "test_acc", "budget", "search_budget", "cheapest_cost", "val_miou", "test_miou")
+_FLAGS = ("consistent", "within_budget")
+
+
+def record_problem(record: Any) -> str | None:
+    """What is wrong with one epoch's record, or None."""
+    if not isinstance(record, dict):
+        return f"expected an object, got a {type(record).__name__}"
+    epoch = record.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        return f"'epoch' is {_shown(epoch)}, expected a whole number"
+    for key in _MEASURES + _OPTIONAL_MEASURES:
+        if key in record and not (_number(record[key]) or (key in _OPTIONAL_MEASURES and record[key] is None)):
+            return f"{key!r} is {_shown(record[key])}, expected a number"
+    for key in _FLAGS + ("cheapest_exact",):
+        if key in record and not (isinstance(record[key], bool) or (key == "cheapest_exact" and record[key] is None)):
+            return f"{key!r} is {_shown(record[key])}, expected true or false"
+    if "phase" in record and not isinstance(record["phase"], str):
+        return f"'phase' is {_shown(record['phase'])}, expected a word"
+    gamma = record.get("gamma", {})
+    if not isinstance(gamma, dict) or not all(isinstance(k, str) and _number(v) for k, v in gamma.items()):
+        return "'gamma' is not a map of edge names to probabilities"
+    return None
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """A run directory's metrics.jsonl, one checked record per epoch ([] when there is none)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists() and not path.is_symlink():
+        return []
+    records = []
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise BsncError(f"{display_path(path)}:{number}: damaged: not a JSON object") from None
+        problem = record_problem(record)
+        if problem is not None:
+            raise BsncError(f"{display_path(path)}:{number}: damaged epoch record: {problem}")
+        records.append(record)
+    return records
 
 
 def load_weights(module: torch.nn.Module, weights: dict[str, Any], path: str | Path, what: str) -> None:

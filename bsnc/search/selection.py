@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bsnc.errors import UsageError
+from bsnc.errors import BsncError, UsageError
 
 
 def point_file(epoch: int) -> str:
@@ -109,6 +109,37 @@ class ParetoFront:
         return [{**asdict(p), "file": p.file} for p in self.points]
 
     @classmethod
-    def from_json(cls, data: list[dict[str, Any]]) -> ParetoFront:
+    def from_json(cls, data: Any, source: str = "pareto.json") -> ParetoFront:
+        """The front ``to_json`` wrote (pareto.json, a checkpoint's "pareto"); a damaged one is a
+        BsncError naming ``source``."""
+        problem = front_problem(data)
+        if problem is not None:
+            raise BsncError(f"{source}: damaged Pareto front: {problem}")
         fields = ("epoch", "val_acc", "cost", "within_budget", "test_acc")
         return cls([Point(**{k: item.get(k) for k in fields}) for item in data])
+
+
+def front_problem(data: Any) -> str | None:
+    """What is wrong with a Pareto front as ``to_json`` writes it, or None."""
+    if not isinstance(data, list):
+        return f"expected a list of points, got a {type(data).__name__}"
+    for i, item in enumerate(data, 1):
+        if not isinstance(item, dict):
+            return f"point {i} is a {type(item).__name__}, expected an object"
+        epoch = item.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+            return f"point {i}: 'epoch' is {_short(epoch)}, expected a whole number from 1"
+        for key, optional in (("val_acc", False), ("cost", False), ("test_acc", True)):
+            value = item.get(key)
+            if value is None and optional:
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                return f"point {i}: {key!r} is {_short(value)}, expected a number"
+        if not isinstance(item.get("within_budget"), bool):
+            return f"point {i}: 'within_budget' is {_short(item.get('within_budget'))}, expected true or false"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bsnc.errors import UsageError
-from bsnc.files import atomic_write_text, read_regular
+from bsnc.errors import BsncError, UsageError, display_path
+from bsnc.files import atomic_write_text
 
 STATUS_FILE = "sweep-status.json"
 # train options the sweep sets itself, per run
@@ -188,28 +188,25 @@ def _checkpoint_budget(run_dir: Path) -> float | None:
 def _shipped_point(run_dir: Path):
     """The Pareto point `bsnc export` ships by default, from the run's pareto.json (None when the
     run has no point within budget, or no front: a static network)."""
+    from bsnc.search.checkpoint import read_json
     from bsnc.search.selection import ParetoFront
 
     path = run_dir / "pareto.json"
     if not path.is_file():
         return None
-    return ParetoFront.from_json(json.loads(path.read_text(encoding="utf-8"))).best()
+    return ParetoFront.from_json(read_json(path), display_path(path)).best()
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    records = []
-    for line in read_regular(path, 256 * 1024 * 1024).decode("utf-8").splitlines():
-        if line.strip():
-            records.append(json.loads(line))
-    return records
+    from bsnc.search.checkpoint import read_metrics
+
+    return read_metrics(run_dir)
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    from bsnc.search.checkpoint import read_run_config
+
+    return read_run_config(run_dir)
 
 
 def shipped_record(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
@@ -218,6 +215,46 @@ def shipped_record(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     if not within:
         return records[-1]
     return max(within, key=lambda r: (r.get("val_acc", -1.0), -r.get("epoch", 0)))
+
+
+# results.json: each field of a row and what it may hold (None: not measured)
+_ROW_TYPES: dict[str, tuple[type, ...]] = {
+    "budget": (str, type(None)), "seed": (int,), "status": (str,), "budget_value": (int, float, type(None)),
+    "cost": (int, float, type(None)), "cost_name": (str, type(None)), "within_budget": (bool, type(None)),
+    "val_acc": (int, float, type(None)), "test_acc": (int, float, type(None)), "epoch": (int, type(None)),
+    "epochs": (int, type(None)), "time": (int, float), "error": (str, type(None)),
+}
+
+
+def _row_problem(row: Any) -> str | None:
+    if not isinstance(row, dict):
+        return f"a run is {row!r:.60}, expected an object"
+    name = row.get("name")
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        return f"a run's name must be one directory name of runs/, got {name!r}"
+    if row.get("kind") not in ("budget", "baseline"):
+        return f"run {name}: 'kind' is {row.get('kind')!r}, expected \"budget\" or \"baseline\""
+    for key, kinds in _ROW_TYPES.items():
+        value = row.get(key)
+        wrong = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+        if key in row and (wrong or (isinstance(value, float) and not math.isfinite(value))):
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "..."
+            return f"run {name}: {key!r} is {shown}"
+    return None
+
+
+def read_results(out: Path) -> list[dict[str, Any]]:
+    """The rows of a sweep's results.json, each checked (a BsncError naming the file)."""
+    from bsnc.search.checkpoint import read_json
+
+    path = out / "results.json"
+    data = read_json(path)
+    rows = data.get("runs") if isinstance(data, dict) else None
+    problem = None if isinstance(rows, list) else 'expected {"runs": [...]}'
+    problem = problem or next((p for p in map(_row_problem, rows) if p is not None), None)
+    if problem is not None:
+        raise BsncError(f"{display_path(path)}: damaged sweep results: {problem}")
+    return rows
 
 
 def write_table(out: Path, results: Sequence[RunResult]) -> None:
@@ -237,13 +274,27 @@ def _order(result: RunResult) -> tuple:
 
 
 def _status(run_dir: Path) -> dict[str, Any] | None:
+    """A run's sweep-status.json (None when there is none: the run has not finished)."""
+    from bsnc.search.checkpoint import read_json
+
     path = run_dir / STATUS_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return None
+    data = read_json(path)
+    problem = None
+    if not isinstance(data, dict):
+        problem = f"expected an object, got a {type(data).__name__}"
+    elif data.get("status") not in ("done", "failed"):
+        problem = f"'status' is {data.get('status')!r}, expected \"done\" or \"failed\""
+    elif not _seconds(data.get("time", 0.0)):
+        problem = f"'time' is {data.get('time')!r}, expected a number of seconds"
+    if problem is not None:
+        raise BsncError(f"{display_path(path)}: damaged: {problem}; remove it to run {run_dir.name} again")
+    return data
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def run_sweep(spec: SweepSpec, on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:

@@ -40,7 +40,7 @@ from bsnc.lang.program import Program, load_program
 from bsnc.launch import Launch, launch
 from bsnc.search import reward as rewards
 from bsnc.search.budget_anneal import anneal_span, anneal_warning, search_budget
-from bsnc.search.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from bsnc.search.checkpoint import load_checkpoint, load_weights, read_run_config, save_checkpoint
 from bsnc.search.gates import ENTROPY_WEIGHT, PATH_LR, gate_optimizer
 from bsnc.search.loggers import open_loggers
 from bsnc.search.reward import BUDGET_USE, IDLE_PENALTY
@@ -413,10 +413,9 @@ class Trainer:
         """A resumed run keeps its layout (contiguous for a run from before the option); a new
         one is channels-last when codegen/layout.py says the network can be."""
         if self.config.resume:
-            try:
-                recorded = json.loads((self.run_dir / "config.json").read_text(encoding="utf-8"))["config"]
-            except (OSError, ValueError, KeyError, TypeError):
-                recorded = load_checkpoint(self.run_dir / "ckpt.pt", map_location="cpu").get("config", {})
+            saved = read_run_config(self.run_dir)  # a damaged config.json is an error naming it
+            recorded = saved["config"] if "config" in saved else \
+                load_checkpoint(self.run_dir / "ckpt.pt", map_location="cpu").get("config", {})
             return bool(recorded.get("channels_last", False))
         return channels_last_by_default(self.network)
 
