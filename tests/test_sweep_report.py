@@ -298,3 +298,14 @@ def test_report_names_a_damaged_file_of_a_run(tmp_path, file, text, message):
     result = CliRunner().invoke(main, ["report", str(run), "-o", str(tmp_path / "report")])
     assert result.exit_code == 1 and message in result.stderr, result.output
     assert result.stderr.startswith(f"error: {run}") and "Traceback" not in result.output
+
+
+def test_report_follows_the_latest_link_of_a_runs_directory(tmp_path, monkeypatch):
+    # `bsnc report runs/cnf -o runs/cnf/report`, as its --help shows: the newest numbered run
+    _finished_run(tmp_path, "0")
+    runs = tmp_path / "runs"
+    (runs / "latest").symlink_to("0", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["report", "runs", "-o", "runs/report"])
+    assert result.exit_code == 0, result.output
+    assert (runs / "report" / "runs" / "loss_accuracy.png").is_file()

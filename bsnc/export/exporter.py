@@ -34,7 +34,7 @@ from bsnc.lang.formatter import format_file
 from bsnc.lang.frontend import network_from_program, network_from_text
 from bsnc.lang.program import Program, load_program
 from bsnc.ops import REGISTRY, REQUIRED, printable
-from bsnc.search.checkpoint import find_checkpoint, load_checkpoint, load_weights
+from bsnc.search.checkpoint import find_checkpoint, follow_latest, load_checkpoint, load_weights
 
 
 @dataclass
@@ -443,8 +443,7 @@ def _choose_checkpoint(path: Path, pick: str | None, allow_over_budget: bool) ->
         if pick is not None:
             raise UsageError(f"--pick {pick}: give a run directory, not the checkpoint {display_path(path)}")
         return find_checkpoint(path)
-    while not (path / "ckpt.pt").is_file() and (path / "latest").is_dir():
-        path = path / "latest"  # runs/NAME: its newest numbered run, as find_checkpoint does
+    path = follow_latest(path)  # runs/NAME: its newest numbered run, as find_checkpoint does
     pick = pick or "best"
     if pick == "best" and (path / "best.pt").is_file():
         return path / "best.pt"

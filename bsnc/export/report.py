@@ -458,9 +458,12 @@ def report(paths: Sequence[Path], out: Path) -> tuple[Path, list[Figure]]:
         raise UsageError(f"-o {out}: cannot write there ({exc.strerror})") from None
     sections: list[Section] = []
     used: set[str] = set()
-    for path in paths:
+    from bsnc.search.checkpoint import follow_latest
+
+    for given in paths:
+        path = follow_latest(given)
         kind = kind_of(path)
-        stem = fresh_name(path.resolve().name or "run", used, separator="-", first=2)
+        stem = fresh_name(given.resolve().name or "run", used, separator="-", first=2)
         if kind == "sweep":
             sections += sweep_sections(path, out / stem)
         else:

@@ -231,6 +231,14 @@ def load_weights(module: torch.nn.Module, weights: dict[str, Any], path: str | P
         raise BsncError(f"{path}: its weights do not fit {what}: {detail}") from None
 
 
+def follow_latest(path: Path) -> Path:
+    """``runs/NAME`` (no run or sweep of its own, a ``latest`` link): its newest numbered run."""
+    own = ("ckpt.pt", "metrics.jsonl", "results.json")
+    while not any((path / name).is_file() for name in own) and (path / "latest").is_dir():
+        path = path / "latest"
+    return path
+
+
 def find_checkpoint(path: str | Path, name: str = "ckpt.pt") -> Path:
     """A checkpoint file given itself or its run directory."""
     path = Path(path)
