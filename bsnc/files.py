@@ -85,22 +85,38 @@ def _kind(mode: int) -> str:
 
 
 def _target(path: Path) -> Path:
-    """Where writing ``path`` lands: a symbolic link's target, so that the link stays a link."""
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    """Where writing ``path`` lands: a symbolic link's target, so that the link stays a link
+    (but /dev/stdout, a link to /proc/self/fd/1 whose target has no path when it is a pipe, is
+    itself)."""
+    if not path.is_symlink():
+        return path
+    target = Path(os.path.realpath(path))
+    return path if path.exists() and not target.exists() else target
 
 
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8", *,
+                special: bool = True) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds.
 
     An existing file keeps its permissions, a symbolic link keeps pointing at the rewritten
-    file, and a read-only file is refused. An OSError becomes an OutputError naming ``path``."""
+    file, and a read-only file is refused. An OSError becomes an OutputError naming ``path``.
+
+    A character device or a FIFO that a user names as an output (``-o /dev/stdout``, ``-o
+    /dev/null``) is written through, never replaced; a FIFO only while a process reads it (it
+    is opened without blocking, so a FIFO nobody reads is an error, never a hang). Files bsnc
+    keeps for itself (checkpoints, its ledger, a sweep's tables) pass ``special=False``: there a
+    FIFO or a device is refused."""
     shown = str(path)
     path = _target(Path(path))
     try:
         existing = path.stat() if path.exists() else None
         if existing is not None and stat.S_ISDIR(existing.st_mode):
             raise OutputError(f"{shown}: cannot write it (it is a directory)")
+        if existing is not None and not stat.S_ISREG(existing.st_mode) and (
+                not special or not (stat.S_ISCHR(existing.st_mode) or stat.S_ISFIFO(existing.st_mode))):
+            raise OutputError(f"{shown}: cannot write it (it is {_kind(existing.st_mode)}; expected a regular "
+                              "file: remove it and run again)")
         if existing is not None and not os.access(path, os.W_OK):
             raise OutputError(f"{shown}: cannot write it (the file is read-only)")
         if existing is not None and not stat.S_ISREG(existing.st_mode):
@@ -110,8 +126,9 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     except OSError as exc:
         raise OutputError(f"{shown}: cannot write it ({describe(exc)})") from None
     if fd < 0:
+        handle = _open_special(path, shown, mode, encoding)
         try:
-            with open(path, mode, encoding=None if "b" in mode else encoding) as handle:
+            with handle:
                 yield handle
         except OSError as exc:
             raise OutputError(f"{shown}: cannot write it ({describe(exc)})") from None
@@ -133,19 +150,37 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         raise
 
 
+def _open_special(path: Path, shown: str, mode: str, encoding: str | None) -> IO:
+    """A character device or FIFO opened for writing, without waiting for a reader."""
+    flags = os.O_WRONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    flags |= os.O_APPEND if "a" in mode else 0
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO with no reader: opening it would block for ever
+            raise OutputError(f"{shown}: cannot write it (it is a FIFO that no process is reading)") from None
+        raise OutputError(f"{shown}: cannot write it ({describe(exc)})") from None
+    try:
+        os.set_blocking(fd, True)  # a reader is there: write as to any pipe
+        return os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
+    except OSError as exc:
+        os.close(fd)
+        raise OutputError(f"{shown}: cannot write it ({describe(exc)})") from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_open(path, "w") as handle:
+def atomic_write_text(path: str | Path, text: str, *, special: bool = True) -> None:
+    with atomic_open(path, "w", special=special) as handle:
         handle.write(text)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_open(path, "wb") as handle:
+def atomic_write_bytes(path: str | Path, data: bytes, *, special: bool = True) -> None:
+    with atomic_open(path, "wb", special=special) as handle:
         handle.write(data)
 
 

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from bsnc.errors import UsageError
-from bsnc.files import LEDGER, atomic_write_text
+from bsnc.errors import BsncError, UsageError
+from bsnc.files import LEDGER, atomic_write_text, read_regular
 from bsnc.launch import launch
 
 # Beside files written to a path the user named, bsnc records their SHA-256: a file whose
@@ -28,10 +28,18 @@ def _digest(path: Path) -> str:
     return sha.hexdigest()
 
 
+MAX_LEDGER_BYTES = 16 * 1024 * 1024
+
+
 def _ledger(directory: Path) -> dict[str, str]:
-    try:
-        data = json.loads((directory / LEDGER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """The ledger's records; {} when it is missing or unusable (then every existing file is
+    taken as the user's: overwriting it needs --force)."""
+    path = directory / LEDGER
+    if not path.exists() and not path.is_symlink():
+        return {}
+    try:  # read_regular: a FIFO or a device is refused, never opened for a blocking read
+        data = json.loads(read_regular(path, MAX_LEDGER_BYTES).decode("utf-8"))
+    except (BsncError, ValueError):
         return {}
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
 
@@ -70,10 +78,15 @@ def record_written(paths: Iterable[Path]) -> None:
     for directory, files in by_dir.items():
         ledger = _ledger(directory)
         ledger.update({p.name: _digest(p) for p in files})
+        # the ledger is bookkeeping: when it cannot be written (a directory, a FIFO, a read-only
+        # file), the outputs stay written and the command succeeds; only the next overwrite of
+        # them will ask for --force
         try:
-            atomic_write_text(directory / LEDGER, json.dumps(dict(sorted(ledger.items())), indent=1) + "\n")
-        except OSError:
-            pass  # the outputs are written; only the next overwrite will ask for --force
+            atomic_write_text(directory / LEDGER, json.dumps(dict(sorted(ledger.items())), indent=1) + "\n",
+                              special=False)
+        except (BsncError, OSError) as exc:
+            print(f"warning: {exc}; wrote {', '.join(p.name for p in files)} all the same (a later "
+                  "overwrite will need --force)", file=sys.stderr, flush=True)
 
 
 # --- run directories ----------------------------------------------------------------------------

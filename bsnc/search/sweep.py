@@ -259,13 +259,13 @@ def read_results(out: Path) -> list[dict[str, Any]]:
 
 def write_table(out: Path, results: Sequence[RunResult]) -> None:
     rows = [asdict(r) for r in sorted(results, key=_order)]
-    atomic_write_text(out / "results.json", json.dumps({"runs": rows}, indent=2) + "\n")
+    atomic_write_text(out / "results.json", json.dumps({"runs": rows}, indent=2) + "\n", special=False)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=RESULT_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row[k] is None else row[k]) for k in RESULT_FIELDS})
-    atomic_write_text(out / "results.csv", buffer.getvalue())
+    atomic_write_text(out / "results.csv", buffer.getvalue(), special=False)
 
 
 def _order(result: RunResult) -> tuple:
@@ -324,7 +324,7 @@ def run_sweep(spec: SweepSpec, on_result: Callable[[RunResult], None] | None = N
         result = summarise(run, run_dir, status, seconds, error)
         if run_dir.is_dir():
             atomic_write_text(run_dir / STATUS_FILE, json.dumps({"status": status, "time": seconds,
-                                                                   "exit": code}) + "\n")
+                                                                   "exit": code}) + "\n", special=False)
         results[run.name] = result
         write_table(spec.out, list(results.values()))
         if on_result is not None:
