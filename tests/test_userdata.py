@@ -135,3 +135,29 @@ def test_user_datasets_must_give_tensor_pairs():
         userdata.first_example("mine", "train", Pictures())
     with pytest.raises(UsageError, match="expected three datasets"):
         userdata.triple("mine", [1, 2])
+
+
+def test_an_unreadable_image_is_named_before_training(tmp_path):
+    _images(tmp_path / "pics", per_class=10, size=(20, 20))
+    (tmp_path / "pics" / "dog" / "3.png").write_bytes(b"x")  # no image at all
+    tiny = tmp_path / "tiny.bsn"
+    tiny.write_text(TINY)
+    run = tmp_path / "r"
+    result = CliRunner().invoke(main, ["train", str(tiny), "-D", "classes=2", "--data", "imagefolder", "--data-dir",
+                                       str(tmp_path / "pics"), "--budget", "20k", "--epochs", "1", "--device", "cpu",
+                                       "-q", "--run-dir", str(run)])
+    assert result.exit_code != 0
+    assert "dog/3.png: cannot read it as an image (not an image format that Pillow reads)" in result.stderr
+    assert "cannot write" not in result.output and "Traceback" not in result.output
+    assert not run.exists()  # found before the run directory was made
+
+
+def test_an_image_damaged_past_its_header_is_named_when_loaded(tmp_path):
+    _images(tmp_path / "pics", per_class=5, size=(20, 20))
+    damaged = tmp_path / "pics" / "cat" / "0.png"
+    damaged.write_bytes(damaged.read_bytes()[:45])  # the header survives, the pixels do not
+    splits = load_data("imagefolder", tmp_path / "pics", seed=0, input_shape=(3, 8, 8), augment=False)
+    with pytest.raises(UsageError, match=r"cat/0.png: cannot read it as an image \("):
+        for dataset in (splits.train, splits.val, splits.test):
+            for i in range(len(dataset)):
+                dataset[i]

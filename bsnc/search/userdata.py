@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from bsnc.errors import UsageError
+from bsnc.errors import UsageError, display_path
 
 ENTRY_POINT_GROUP = "bsnc.datasets"
 SPLIT_DIRS = ("train", "val", "test")
@@ -130,10 +130,50 @@ def _folder(root: Path, transform: Any) -> Any:
     from torchvision.datasets import ImageFolder
 
     try:
-        return ImageFolder(str(root), transform=transform)
+        return ImageFolder(str(root), transform=transform, loader=load_image)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UsageError(f"--data-dir {root}: not an image folder ({exc}); expected one sub-folder of images "
                          "per class, e.g. DIR/cat/1.jpg, DIR/dog/2.png") from None
+
+
+def _unreadable(path: str, exc: BaseException) -> UsageError:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        why = "not an image format that Pillow reads"
+    else:
+        why = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return UsageError(f"--data-dir: {display_path(Path(path))}: cannot read it as an image ({why}); "
+                      "remove it or replace it")
+
+
+def load_image(path: str) -> Any:
+    """ImageFolder's loader, a damaged image a UsageError naming it (not an OSError that reads
+    as a failed write)."""
+    from torchvision.datasets.folder import default_loader
+
+    try:
+        return default_loader(path)
+    except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises for a damaged file
+        raise _unreadable(path, exc) from None
+
+
+def check_images(folders: Sequence[Any]) -> None:
+    """Open every image of ``folders`` (its header only: cheap) before any training, so that a
+    file that is no image is named now, not at the batch that first draws it."""
+    from PIL import Image
+
+    seen: set[str] = set()
+    for folder in folders:
+        for path, _ in folder.samples:
+            if path in seen:
+                continue
+            seen.add(path)
+            try:
+                with Image.open(path) as image:
+                    image.size  # noqa: B018 - identified, its size read
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                raise _unreadable(path, exc) from None
 
 
 def image_folder(data_dir: Path, seed: int, input_shape: tuple[int, ...] | None, augment: bool
@@ -157,6 +197,7 @@ def image_folder(data_dir: Path, seed: int, input_shape: tuple[int, ...] | None,
         if not (train.classes == val.classes == test.classes):
             raise UsageError(f"--data-dir {data_dir}: train/, val/ and test/ hold different class folders "
                              f"({train.classes} / {val.classes} / {test.classes})")
+        check_images((train, val, test))
         return train, val, test, list(train.classes), (channels, h, w)
     whole_fit, whole = _folder(data_dir, fit), _folder(data_dir, plain)
     n = len(whole)
@@ -165,6 +206,7 @@ def image_folder(data_dir: Path, seed: int, input_shape: tuple[int, ...] | None,
     if n - n_val - n_test < 1 or n_val < 1 or n_test < 1:
         raise UsageError(f"--data-dir {data_dir}: {n} images are too few to split 80/10/10 into train, validation "
                          "and test")
+    check_images((whole,))
     ids = [perm[n_val + n_test:], perm[:n_val], perm[n_val:n_val + n_test]]
     return (Subset(whole_fit, ids[0].tolist()), Subset(whole, ids[1].tolist()), Subset(whole, ids[2].tolist()),
             list(whole.classes), (channels, h, w))
