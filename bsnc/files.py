@@ -76,6 +76,11 @@ def read_regular(path: str | Path, limit: int, shown: str | None = None) -> byte
         os.close(fd)
 
 
+def kind_of(path: Path) -> str:
+    """What ``path`` is when it is no regular file: "a FIFO", "a directory"..."""
+    return _kind(path.stat().st_mode)
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):

@@ -413,3 +413,17 @@ def test_an_unusable_ledger_does_not_fail_a_write(tmp_path: Path, tiny: Path, ma
     assert "wrote m.py all the same (a later overwrite will need --force)" in done.stderr
     again = _bsnc("compile", str(tiny), "-o", "m.py", cwd=tmp_path, env=here)
     assert again.returncode == 1 and "pass --force to overwrite" in again.stderr
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "config.json", "pareto.json"])
+def test_a_fifo_among_a_runs_files_is_refused_before_training(tmp_path: Path, tiny: Path, name: str) -> None:
+    """Refused when the run directory is prepared, not after an epoch of work (or never: a
+    FIFO without a reader blocked the write)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    os.mkfifo(run / name)
+    result = _bsnc("train", str(tiny), "--data", "fake", "--epochs", "1", "--budget", "1k", "--device", "cpu",
+                   "--run-dir", str(run), "-q")
+    assert result.returncode == 1, result.stderr
+    assert f"{name} is a FIFO, not a file this run can keep its records in; remove it" in result.stderr
+    assert not (run / "ckpt.pt").exists()

@@ -33,7 +33,7 @@ from bsnc.costs.largest import largest_architecture
 from bsnc.costs.memory import check_fits
 from bsnc.costs.registry import parse_cost
 from bsnc.errors import BsncError, Interrupted, UsageError
-from bsnc.files import atomic_write_text, remove_leftovers
+from bsnc.files import atomic_write_text, kind_of, remove_leftovers
 from bsnc.ir import Network
 from bsnc.lang.frontend import network_from_program
 from bsnc.lang.program import Program, load_program
@@ -138,6 +138,9 @@ class TrainResult:
     front: ParetoFront | None = None
     cost: Cost | None = None  # what ``deterministic_cost`` and ``budget`` measure (``cost.format`` shows a value)
     unexportable: str | None = None  # why export could not write the last epoch's architecture that it could not
+
+
+RUN_FILES = ("config.json", "metrics.jsonl", "pareto.json", "ckpt.pt", "best.pt")  # what a run keeps
 
 
 class _Distributed:
@@ -438,6 +441,11 @@ class Trainer:
         except OSError as exc:
             raise UsageError(f"--run-dir {self.run_dir}: cannot write there ({exc.strerror})") from None
         remove_leftovers(self.run_dir)  # temporary files of a write that was interrupted
+        for name in RUN_FILES:  # a FIFO or device there would hang or fail a write after an epoch of work
+            path = self.run_dir / name
+            if path.exists() and not path.is_file():
+                raise UsageError(f"--run-dir {self.run_dir}: {name} is {kind_of(path)}, not a file this run can "
+                                 "keep its records in; remove it")
 
     def _identity(self) -> dict[str, Any]:
         return {"source_hash": self.program.source_hash(), "defines": dict(self.config.defines),
@@ -519,11 +527,11 @@ class Trainer:
             "torch": torch.__version__,
             "world_size": self.dist.world,
         }
-        atomic_write_text(self.run_dir / "config.json", json.dumps(data, indent=2) + "\n")
+        atomic_write_text(self.run_dir / "config.json", json.dumps(data, indent=2) + "\n", special=False)
 
     def _write_metrics(self) -> None:
         lines = "".join(json.dumps(self.record(m)) + "\n" for m in self.history)
-        atomic_write_text(self.run_dir / "metrics.jsonl", lines)
+        atomic_write_text(self.run_dir / "metrics.jsonl", lines, special=False)
 
     # --- data ----------------------------------------------------------------------------------
 
@@ -802,7 +810,8 @@ class Trainer:
                     save_checkpoint(self.run_dir / point_file(epoch + 1), state)
                 if improved:
                     save_checkpoint(self.run_dir / "best.pt", state)
-                atomic_write_text(self.run_dir / "pareto.json", json.dumps(self.front.to_json(), indent=2) + "\n")
+                front = json.dumps(self.front.to_json(), indent=2) + "\n"
+                atomic_write_text(self.run_dir / "pareto.json", front, special=False)
                 self._write_metrics()
                 save_checkpoint(self.run_dir / "ckpt.pt", state)
                 self._remove_points_off_the_front()
