@@ -377,7 +377,7 @@ def test_a_fifo_where_bsnc_keeps_its_records_is_an_error_never_a_hang(tmp_path: 
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-    # a run whose metrics.jsonl became a FIFO: resuming it says so (it hung in atomic_open)
+    # a run whose metrics.jsonl became a FIFO: resuming it says so, before training (it hung in atomic_open)
     source = tmp_path / "i.bsn"
     source.write_text(IMAGES)
     run = tmp_path / "run"
@@ -388,7 +388,7 @@ def test_a_fifo_where_bsnc_keeps_its_records_is_an_error_never_a_hang(tmp_path: 
     os.mkfifo(run / "metrics.jsonl")
     resumed = _bsnc(*args, "--epochs", "2", "--resume")
     assert resumed.returncode == 1, resumed.stderr
-    assert "metrics.jsonl: cannot write it (it is a FIFO that no process is reading)" in resumed.stderr
+    assert "metrics.jsonl is a FIFO, not a file this run can keep its records in; remove it" in resumed.stderr
     assert "Traceback" not in resumed.stderr
 
 
