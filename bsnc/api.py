@@ -191,11 +191,13 @@ def export(source: Any, out_dir: str | Path | None = None, *, network: str | Pat
 
     check_state_dict(state, net)
     proposal = None
+    meta: dict[str, Any] = {}
     if mask is not None:
         from bsnc.codegen.masks import load_mask
 
         proposal = load_mask(Path(mask), net)
-    return export_network(net, program, state, out, proposal, keep_threshold, {}, draw)
+        meta["mask"] = str(mask)  # the header says the mask chose the edges
+    return export_network(net, program, state, out, proposal, keep_threshold, meta, draw)
 
 
 __all__ = ["DataInfo", "Splits", "TrainResult", "compile_network", "compile_source", "dataset", "datasets",

@@ -422,7 +422,10 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Path | 
     if unknown is not None:
         raise click.BadParameter(f"{value}: unknown option {unknown!r}", ctx=ctx, param=param)
     # null (a run's config.json records unset options so) leaves the command's own default
-    defaults = {name: _config_value(params[name], item, f"{value}: option {name!r}", ctx, param)
+    def spelled(name: str) -> str:  # the option as the docs name it: lambda, not lam
+        return next((o[2:] for o in params[name].opts if o.startswith("--")), name)
+
+    defaults = {name: _config_value(params[name], item, f"{value}: option {spelled(name)!r}", ctx, param)
                 for name, item in defaults.items() if item is not None}
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value

@@ -12,7 +12,9 @@ from torch.utils.data import TensorDataset
 
 import bsnc
 from bsnc.cli import main
+from bsnc.codegen.masks import mask_json
 from bsnc.errors import UsageError
+from bsnc.lang.frontend import load_network
 from tests.test_train import TINY
 
 
@@ -96,6 +98,13 @@ def test_export_a_model_from_your_own_loop_and_its_state_dict(tiny, tmp_path):
                                        "-o", str(tmp_path / "b"), "--json"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b" / "tiny_pruned.pt").read_bytes() == (tmp_path / "a" / "tiny_pruned.pt").read_bytes()
+    assert "edges (gamma > 0.5)" in (tmp_path / "b" / "tiny_pruned.bsn").read_text()
+    mask = tmp_path / "mask.json"
+    mask.write_text(mask_json(load_network(tiny, {"C": "2"}), model.edge_mask().cpu()))
+    result = CliRunner().invoke(main, ["export", str(saved), "--prune", "--network", str(tiny), "-D", "C=2",
+                                       "--mask", str(mask), "-o", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert f"edges (mask {mask})" in (tmp_path / "m" / "tiny_pruned.bsn").read_text(), "it said gamma > 0.5"
 
     result = CliRunner().invoke(main, ["export", str(saved), "--prune", "--network", str(tiny),
                                        "-o", str(tmp_path / "c")])

@@ -191,6 +191,7 @@ def test_config_errors_name_the_file_and_key(tiny, tmp_path):
     ('lr = "nan"', "option 'lr': 'nan' is not a finite number"),
     ("lr = {a = 1}", "option 'lr': {\"a\": 1}; expected a number or a string"),
     ("amp = 1", "option 'amp': 1; expected true or false"),
+    ("lam = 2e30", "option 'lambda': '2e+30' is not a finite number"),  # named as the docs name it
 ])
 def test_config_values_of_the_wrong_type_name_the_file_and_option(tiny, tmp_path, line, message):
     """Each was a TypeError or OverflowError traceback, or (1.5, true) silently an integer."""

@@ -474,3 +474,28 @@ def test_an_architecture_export_cannot_write_is_not_shipped(tmp_path):
     assert "and export cannot write some of the architectures it chose (cannot export layer 'q'" in result.stderr
     assert not (tmp_path / "run" / "best.pt").exists()
     assert _metrics(tmp_path / "run")[0]["consistent"] is True
+
+
+def test_resume_keeps_the_budget_its_run_started_with(tmp_path):
+    """A percentage measured against another reference (the full super network, before choice
+    groups had a largest architecture) gives the same --budget text another value: the resumed
+    run keeps the recorded one, which its Pareto front was judged against, and says so."""
+    from click.testing import CliRunner
+
+    from bsnc.cli import main
+    from bsnc.search.checkpoint import load_checkpoint, save_checkpoint
+    from tests.test_decisions import CELLS
+
+    path = tmp_path / "cells.bsn"
+    path.write_text(CELLS)
+    run = tmp_path / "run"
+    args = ["train", str(path), "--data", "fake", "--budget", "50%", "--device", "cpu", "--run-dir", str(run), "-q"]
+    assert CliRunner().invoke(main, [*args, "--epochs", "1"]).exit_code in (0, 3)
+    state = load_checkpoint(run / "ckpt.pt")
+    now = state["budget"]
+    state["budget"] = 1.25 * now
+    save_checkpoint(run / "ckpt.pt", state)
+    result = CliRunner().invoke(main, [*args, "--epochs", "2", "--resume"])
+    assert result.exit_code in (0, 3), result.output
+    assert "--resume: this run's budget 50% was" in result.stderr and "it keeps" in result.stderr
+    assert _metrics(run)[-1]["budget"] == 1.25 * now

@@ -26,7 +26,7 @@ def cost_report(network: Network, specs: list[str], mask_path: Path | None, by_e
     values = [float(c(active.unsqueeze(0))[0]) for c in costs]
     # with choice groups, every option on at once is no architecture: what percentages measure
     # against is the largest one
-    largest = ([largest_architecture(network, c).cost for c in costs]
+    largest = ([largest_architecture(network, c) for c in costs]
                if mask_path is None and any(d.kind == "choice" for d in network.decisions) else None)
     # each edge's charge in this architecture (a conv or linear out of a `concat` layer pays only
     # for the slots that are present)
@@ -40,7 +40,8 @@ def cost_report(network: Network, specs: list[str], mask_path: Path | None, by_e
             "costs": {c.name: v for c, v in zip(costs, values)},
         }
         if largest is not None:
-            data["largest_architecture"] = {c.name: v for c, v in zip(costs, largest)}
+            data["largest_architecture"] = {c.name: v.cost for c, v in zip(costs, largest)}
+            data["largest_architecture_exact"] = all(v.exact for v in largest)
         if by_edge:
             data["edges"] = [
                 {"key": e.key, "active": bool(active[i]), **{c.name: float(row[i]) for c, row in additive}}
@@ -57,10 +58,10 @@ def cost_report(network: Network, specs: list[str], mask_path: Path | None, by_e
     for c, v in zip(costs, values):
         lines.append(f"  {c.name.ljust(width)}  {c.format(v)}")
     if largest is not None:
-        lines.append("largest architecture (every gate on, each choice group its costliest option; "
+        lines.append("largest architecture (every gate on, each choice group on its costliest option; "
                      "what --budget N% measures against):")
         for c, v in zip(costs, largest):
-            lines.append(f"  {c.name.ljust(width)}  {c.format(v)}")
+            lines.append(f"  {c.name.ljust(width)}  {c.format(v.cost)}" + ("" if v.exact else "  (an estimate)"))
     if by_edge and additive:
         lines.append("")
         key_width = max(len(e.key) for e in network.edges)

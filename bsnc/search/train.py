@@ -489,6 +489,15 @@ class Trainer:
             listing = ", ".join(f"{k} {then.get(k)!r} -> {now[k]!r}" for k in changed)
             raise UsageError(f"--resume: {self.run_dir} was trained with other settings ({listing}); "
                              "pass the same options or start a new --run-dir")
+        recorded = state.get("budget")
+        if isinstance(recorded, (int, float)) and self.budget is not None and float(recorded) != self.budget:
+            # the same --budget text, another value: a percentage that an older bsnc measured
+            # against the full super network; the run keeps what its front was judged against
+            if self.dist.main:
+                warn(f"--resume: this run's budget {self.config.budget} was {self.cost.format(float(recorded))} when "
+                     f"it started (now it would be {self.cost.format(self.budget)}); it keeps "
+                     f"{self.cost.format(float(recorded))}")
+            self.budget = float(recorded)
         path = self.run_dir / "ckpt.pt"
         load_weights(self.core, state["model"], path, f"network {self.network.name}")
         try:

@@ -28,9 +28,7 @@ def budget_warnings(cost: Cost, budget: float | None, cheapest: Cheapest | None,
         yield (f"--budget {cost.format(budget)} is below the cheapest architecture that reaches the output, "
                f"{cost.format(cheapest.cost)}{how}: no architecture can be within budget")
     if budget >= largest.cost:
-        what = ("the full super network's" if largest.full else
-                "the largest architecture's (every gate on, each choice group its costliest option)")
-        yield (f"--budget {cost.format(budget)} is at or above {what} {cost.name} cost "
+        yield (f"--budget {cost.format(budget)} is at or above {largest.describe()} {cost.name} cost "
                f"{cost.format(largest.cost)}: the budget does not constrain the search")
 
 
