@@ -110,6 +110,17 @@ def did_you_mean(name: str, candidates: set[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def brief(value: object, limit: int = 60) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters (a value read from a damaged
+    file or returned by a user's function can be of any size; an int too long for repr() is
+    named by its size)."""
+    try:
+        text = repr(value)
+    except ValueError:  # Python refuses to print an int of more than 4,300 digits
+        return f"an integer of {value.bit_length():,} bits" if isinstance(value, int) else "a value"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def display_path(path: Path) -> str:
     """The path as a user would type it: relative to the working directory when below it."""
     try:

@@ -237,6 +237,9 @@ def not_a_number(arch):
 
 def too_big(arch):
     return 10 ** 400
+
+def far_too_big(arch):
+    return 10 ** 5000
 '''
 
 
@@ -261,6 +264,7 @@ def test_custom_cost_sees_the_active_architecture(custom_module):
     ("boom", "raised ValueError: no budget for you"),
     ("not_a_number", "returned 'cheap'; expected a finite number"),
     ("too_big", r"returned 1000000000000000000000000000000000000000\.\.\.; expected a finite number"),  # an OverflowError
+    ("far_too_big", "returned an integer of 16,610 bits; expected a finite number"),  # too long for repr()
 ])
 def test_custom_cost_failures_name_the_function(custom_module, function, message):
     network = _network(_chain(2))

@@ -17,7 +17,7 @@ import torch
 
 from bsnc.costs.analytic import SlotDiscount, head_macs, head_weights
 from bsnc.costs.base import Cost, pack_rows
-from bsnc.errors import BsncError, UsageError
+from bsnc.errors import BsncError, UsageError, brief
 from bsnc.ir import Network
 
 ENTRY_POINT_GROUP = "bsnc.costs"
@@ -133,8 +133,7 @@ class CustomCost(Cost):
         except OverflowError:
             number = math.inf
         if not math.isfinite(number):
-            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
-            raise BsncError(f"cost function {self.name} returned {shown}; expected a finite number")
+            raise BsncError(f"cost function {self.name} returned {brief(value, 40)}; expected a finite number")
         return number
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from bsnc.errors import BsncError, display_path
+from bsnc.errors import BsncError, brief, display_path
 from bsnc.files import atomic_write_bytes, read_regular
 from bsnc.search.selection import front_problem
 
@@ -91,23 +91,17 @@ def _optional_problem(state: dict[str, Any]) -> str | None:
     """The entries a checkpoint may lack (older runs), checked when present."""
     budget = state.get("budget")
     if budget is not None and not (_finite(budget) and budget >= 0):
-        return f"its 'budget' entry is {_shown(budget)}, expected a cost (a number)"
+        return f"its 'budget' entry is {brief(budget)}, expected a cost (a number)"
     for key, kind in (("cost", str), ("params", dict), ("gate_optimizer", dict)):
         if state.get(key) is not None and not isinstance(state[key], kind):
             return f"its {key!r} entry is a {type(state[key]).__name__}"
     for key in ("warmup", "anneal_span"):
         value = state.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            return f"its {key!r} entry is {_shown(value)}, expected a whole number"
+            return f"its {key!r} entry is {brief(value)}, expected a whole number"
     if "pareto" in state and not isinstance(state["pareto"], list):
         return f"its 'pareto' entry is a {type(state['pareto']).__name__}, expected a list of Pareto points"
     return None
-
-
-def _shown(value: Any) -> str:
-    """A value from a damaged file, shown short."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:60] + "..."
 
 
 # --- a run's settings (config.json, and a checkpoint's "config") ----------------------------
@@ -125,7 +119,7 @@ def config_problem(config: Any) -> str | None:
         return f"its settings are a {type(config).__name__}, expected an object"
     for key, kinds in _SETTINGS.items():
         if key in config and not isinstance(config[key], kinds):
-            return f"setting {key!r} is {_shown(config[key])}"
+            return f"setting {key!r} is {brief(config[key])}"
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in config.get("defines", {}).items()):
         return "setting 'defines' is not a map of names to values"
     if not all(isinstance(m, str) for m in config.get("primitives", [])):
@@ -161,7 +155,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         problem: str | None = f"expected an object, got a {type(data).__name__}"
     else:
-        problem = next((f"its {key!r} entry is {_shown(data[key])}, expected a {kind.__name__}"
+        problem = next((f"its {key!r} entry is {brief(data[key])}, expected a {kind.__name__}"
                         for key, kind in (("network", str), ("source_hash", str), ("params", dict), ("sources", dict))
                         if key in data and not isinstance(data[key], kind)), None)
         problem = problem or (config_problem(data["config"]) if "config" in data else None)
@@ -185,15 +179,15 @@ def record_problem(record: Any) -> str | None:
         return f"expected an object, got a {type(record).__name__}"
     epoch = record.get("epoch")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-        return f"'epoch' is {_shown(epoch)}, expected a whole number"
+        return f"'epoch' is {brief(epoch)}, expected a whole number"
     for key in _MEASURES + _OPTIONAL_MEASURES:
         if key in record and not (_number(record[key]) or (key in _OPTIONAL_MEASURES and record[key] is None)):
-            return f"{key!r} is {_shown(record[key])}, expected a number"
+            return f"{key!r} is {brief(record[key])}, expected a number"
     for key in _FLAGS + ("cheapest_exact",):
         if key in record and not (isinstance(record[key], bool) or (key == "cheapest_exact" and record[key] is None)):
-            return f"{key!r} is {_shown(record[key])}, expected true or false"
+            return f"{key!r} is {brief(record[key])}, expected true or false"
     if "phase" in record and not isinstance(record["phase"], str):
-        return f"'phase' is {_shown(record['phase'])}, expected a word"
+        return f"'phase' is {brief(record['phase'])}, expected a word"
     gamma = record.get("gamma", {})
     if not isinstance(gamma, dict) or not all(isinstance(k, str) and _number(v) for k, v in gamma.items()):
         return "'gamma' is not a map of edge names to probabilities"

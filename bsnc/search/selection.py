@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bsnc.errors import BsncError, UsageError
+from bsnc.errors import BsncError, UsageError, brief
 
 
 def point_file(epoch: int) -> str:
@@ -128,18 +128,13 @@ def front_problem(data: Any) -> str | None:
             return f"point {i} is a {type(item).__name__}, expected an object"
         epoch = item.get("epoch")
         if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
-            return f"point {i}: 'epoch' is {_short(epoch)}, expected a whole number from 1"
+            return f"point {i}: 'epoch' is {brief(epoch)}, expected a whole number from 1"
         for key, optional in (("val_acc", False), ("cost", False), ("test_acc", True)):
             value = item.get(key)
             if value is None and optional:
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                return f"point {i}: {key!r} is {_short(value)}, expected a number"
+                return f"point {i}: {key!r} is {brief(value)}, expected a number"
         if not isinstance(item.get("within_budget"), bool):
-            return f"point {i}: 'within_budget' is {_short(item.get('within_budget'))}, expected true or false"
+            return f"point {i}: 'within_budget' is {brief(item.get('within_budget'))}, expected true or false"
     return None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:60] + "..."

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bsnc.errors import BsncError, UsageError, display_path
+from bsnc.errors import BsncError, UsageError, brief, display_path
 from bsnc.files import atomic_write_text
 
 STATUS_FILE = "sweep-status.json"
@@ -228,18 +228,17 @@ _ROW_TYPES: dict[str, tuple[type, ...]] = {
 
 def _row_problem(row: Any) -> str | None:
     if not isinstance(row, dict):
-        return f"a run is {row!r:.60}, expected an object"
+        return f"a run is {brief(row)}, expected an object"
     name = row.get("name")
     if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-        return f"a run's name must be one directory name of runs/, got {name!r}"
+        return f"a run's name must be one directory name of runs/, got {brief(name)}"
     if row.get("kind") not in ("budget", "baseline"):
-        return f"run {name}: 'kind' is {row.get('kind')!r}, expected \"budget\" or \"baseline\""
+        return f"run {name}: 'kind' is {brief(row.get('kind'))}, expected \"budget\" or \"baseline\""
     for key, kinds in _ROW_TYPES.items():
         value = row.get(key)
         wrong = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
         if key in row and (wrong or (isinstance(value, float) and not math.isfinite(value))):
-            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "..."
-            return f"run {name}: {key!r} is {shown}"
+            return f"run {name}: {key!r} is {brief(value)}"
     return None
 
 
