@@ -14,10 +14,6 @@ from bsnc.files import read_regular
 
 # Keys of a run's settings that are not options: the FILE argument is given on the command line.
 RECORD_KEYS = {"file"}
-# Option names whose config key differs (config.json stores the dataclass field names).
-ALIASES = {"lambda": "lam", "define": "defines"}
-
-
 MAX_CONFIG_BYTES = 1024 * 1024
 
 
@@ -65,7 +61,7 @@ def option_defaults(data: dict[str, Any], known: Mapping[str, str]) -> tuple[dic
     defaults: dict[str, Any] = {}
     for key, item in data.items():
         spelled = str(key).replace("-", "_")
-        name = known.get(ALIASES.get(spelled, spelled), spelled)
+        name = known.get(spelled, spelled)
         if replay and (key in RECORD_KEYS or name in ("run_dir", "resume")):
             continue
         if name not in known.values() or name == "config":
