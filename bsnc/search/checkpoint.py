@@ -237,12 +237,11 @@ def find_checkpoint(path: str | Path, name: str = "ckpt.pt") -> Path:
     """A checkpoint file given itself or its run directory."""
     path = Path(path)
     if path.is_dir():
+        path = follow_latest(path)  # runs/NAME: its newest numbered run
         names = list(dict.fromkeys((name, "best.pt", "ckpt.pt")))  # each once
         for candidate in (path / n for n in names):
             if candidate.is_file():
                 return candidate
-        if (path / "latest").is_dir():  # runs/NAME: its newest numbered run
-            return find_checkpoint(path / "latest", name)
         raise BsncError(f"{path}: this run directory holds no checkpoint ({_listed(names)})")
     if not path.exists():
         raise BsncError(f"{path}: no such run directory or checkpoint")
