@@ -86,7 +86,7 @@ def train(network: str | Path | nn.Module, data: Any = "digits", *, defines: Map
     with the same defaults. ``run_dir`` defaults to a new ``runs/NAME/N`` as on the command line.
     Returns the run: ``.run_dir``, ``.model`` (the trained super network), ``.history``
     (per-epoch metrics), ``.test_acc``."""
-    from bsnc.output import choose_run_dir, discard_run_dir
+    from bsnc.output import choose_run_dir, discard_run_dir, missing_dirs
 
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
@@ -108,8 +108,9 @@ def train(network: str | Path | nn.Module, data: Any = "digits", *, defines: Map
         given, name = data, getattr(data, "name", "custom")
     if isinstance(options.get("milestones"), list):
         options["milestones"] = tuple(options["milestones"])
-    chosen = choose_run_dir(Path(run_dir) if run_dir is not None else None, Path("runs") / file.stem,
-                            bool(options.get("resume")))
+    base = Path("runs") / file.stem
+    created = missing_dirs(base)
+    chosen = choose_run_dir(Path(run_dir) if run_dir is not None else None, base, bool(options.get("resume")))
     data_dir = options.pop("data_dir", None)
     config = TrainConfig(file=str(file.resolve()), defines={k: str(v) for k, v in (defines or {}).items()},
                          data=str(name), data_dir=str(data_dir) if data_dir else None, run_dir=str(chosen),
@@ -118,7 +119,7 @@ def train(network: str | Path | nn.Module, data: Any = "digits", *, defines: Map
         return _train(config, given, initial)
     except BaseException:
         if run_dir is None and not config.resume:
-            discard_run_dir(chosen)  # a run that stopped before writing anything leaves no trace
+            discard_run_dir(chosen, created)  # a run that stopped before writing anything leaves no trace
         raise
 
 

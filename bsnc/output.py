@@ -9,7 +9,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from bsnc.errors import BsncError, UsageError
@@ -144,9 +144,19 @@ def choose_run_dir(given: Path | None, base: Path, resume: bool) -> Path:
     raise UsageError(f"--run-dir: could not take a new numbered run directory in {base}")
 
 
-def discard_run_dir(run_dir: Path) -> None:
+def missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first: what creating it makes."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def discard_run_dir(run_dir: Path, created: Sequence[Path] = ()) -> None:
     """Undo `choose_run_dir` for a run that failed before writing anything: remove the empty
-    numbered directory and point ``latest`` back at the newest run left (or remove it)."""
+    numbered directory, point ``latest`` back at the newest run left (or remove it), and remove
+    the directories of ``created`` (`missing_dirs` before the run) that are left empty."""
     try:
         if any(run_dir.iterdir()):
             return
@@ -160,6 +170,11 @@ def discard_run_dir(run_dir: Path) -> None:
         numbers = [int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)]
         if numbers:
             point_latest(base / str(max(numbers)))
+    for directory in created:
+        try:
+            directory.rmdir()  # only when empty
+        except OSError:
+            return
 
 
 # --- verbosity ----------------------------------------------------------------------------------

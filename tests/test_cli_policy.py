@@ -231,3 +231,13 @@ def test_a_run_that_fails_before_writing_leaves_no_numbered_directory(tiny, tmp_
     assert os.readlink("runs/tiny/latest") == "0"
     result = run("train", str(tiny), "--data", "nothing-known", "--budget", "20k", "--device", "cpu")
     assert result.exit_code == 1 and sorted(p.name for p in Path("runs/tiny").iterdir()) == ["0", "latest"]
+
+
+def test_a_first_run_that_fails_before_writing_leaves_no_runs_directory(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("train", str(tiny), "--data", "fake", "--budget", "20 parsecs", "--epochs", "1", "--device", "cpu")
+    assert result.exit_code == 1 and "--budget" in result.output
+    assert not Path("runs").exists()  # neither runs/tiny/ nor runs/
+    Path("runs").mkdir()  # a runs/ of the user's own stays
+    assert run("train", str(tiny), "--data", "fake", "--budget", "20 parsecs").exit_code == 1
+    assert Path("runs").is_dir() and not any(Path("runs").iterdir())
