@@ -427,3 +427,22 @@ def test_a_fifo_among_a_runs_files_is_refused_before_training(tmp_path: Path, ti
     assert result.returncode == 1, result.stderr
     assert f"{name} is a FIFO, not a file this run can keep its records in; remove it" in result.stderr
     assert not (run / "ckpt.pt").exists()
+
+
+@pytest.mark.parametrize(("logger", "make", "expected"), [
+    ("csv", os.mkfifo, "metrics.csv is a FIFO, not a file --logger csv can write"),
+    ("csv", os.mkdir, "metrics.csv is a directory, not a file --logger csv can write"),
+    ("tensorboard", lambda path: path.write_text(""), "tensorboard is a file, not the directory --logger tensorboard"),
+])
+def test_a_loggers_path_of_the_wrong_kind_is_refused_before_training(tmp_path: Path, tiny: Path, logger: str,
+                                                                     make, expected: str) -> None:
+    """A FIFO metrics.csv failed the run after its first epoch; a file named tensorboard said
+    only "File exists"."""
+    run = tmp_path / "run"
+    run.mkdir()
+    make(run / ("metrics.csv" if logger == "csv" else "tensorboard"))
+    result = _bsnc("train", str(tiny), "--data", "fake", "--epochs", "1", "--budget", "1k", "--device", "cpu",
+                   "--run-dir", str(run), "--logger", logger, "-q")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert expected in result.stderr and "remove it" in result.stderr
+    assert not (run / "ckpt.pt").exists() and not (run / "config.json").exists()

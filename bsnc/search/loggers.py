@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bsnc.errors import UsageError
-from bsnc.files import atomic_write_text
+from bsnc.files import atomic_write_text, kind_of
 
 LOGGER_NAMES = ("csv", "tensorboard")
+LOGGER_PATHS = {"csv": "metrics.csv", "tensorboard": "tensorboard"}  # each logger's file or directory in a run
 
 
 class EpochLogger(Protocol):
@@ -42,7 +43,7 @@ class CsvLogger:
     """``metrics.csv``: one row per epoch, one column per scalar field (rewritten atomically)."""
 
     def __init__(self, run_dir: Path, history: Sequence[Mapping[str, Any]] = ()):
-        self.path = run_dir / "metrics.csv"
+        self.path = run_dir / LOGGER_PATHS["csv"]
         self.rows = [scalars(r) for r in history]
 
     def log(self, record: Mapping[str, Any]) -> None:
@@ -54,7 +55,7 @@ class CsvLogger:
         writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
-        atomic_write_text(self.path, out.getvalue())
+        atomic_write_text(self.path, out.getvalue(), special=False)
 
     def close(self) -> None:
         pass
@@ -72,7 +73,7 @@ class TensorBoardLogger:
         except ImportError:
             raise UsageError("--logger tensorboard: the tensorboard package is not installed; "
                              "install it with: pip install 'bsnc[tensorboard]'") from None
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start_epoch + 1)
+        self.writer = SummaryWriter(log_dir=str(run_dir / LOGGER_PATHS["tensorboard"]), purge_step=start_epoch + 1)
 
     def log(self, record: Mapping[str, Any]) -> None:
         import torch
@@ -101,6 +102,21 @@ def parse_loggers(text: str | Sequence[str] | None) -> tuple[str, ...]:
             raise UsageError(f"--logger {name}: unknown logger; expected {' or '.join(LOGGER_NAMES)} "
                              "(metrics.jsonl is always written)")
     return tuple(dict.fromkeys(names))
+
+
+def logger_path_problem(names: Sequence[str], run_dir: Path) -> str | None:
+    """Why a logger of ``names`` could not write in ``run_dir`` (something of the wrong kind in
+    its place), or None: found before training rather than after its first epoch."""
+    for name in names:
+        path = run_dir / LOGGER_PATHS[name]
+        if not path.exists():
+            continue
+        if name == "tensorboard" and not path.is_dir():
+            kind = "a file" if path.is_file() else kind_of(path)
+            return f"{path.name} is {kind}, not the directory --logger tensorboard writes in"
+        if name == "csv" and not path.is_file():
+            return f"{path.name} is {kind_of(path)}, not a file --logger csv can write"
+    return None
 
 
 def open_loggers(names: Sequence[str], run_dir: Path, history: Sequence[Mapping[str, Any]]) -> list[EpochLogger]:

@@ -42,7 +42,7 @@ from bsnc.search import reward as rewards
 from bsnc.search.budget_anneal import anneal_span, anneal_warning, search_budget
 from bsnc.search.checkpoint import load_checkpoint, load_weights, read_run_config, save_checkpoint
 from bsnc.search.gates import ENTROPY_WEIGHT, PATH_LR, gate_optimizer
-from bsnc.search.loggers import open_loggers
+from bsnc.search.loggers import logger_path_problem, open_loggers
 from bsnc.search.reward import BUDGET_USE, IDLE_PENALTY
 from bsnc.search.selection import ParetoFront, Point, point_file
 from bsnc.search.warnings import budget_warnings, epoch_warnings, warn
@@ -446,6 +446,9 @@ class Trainer:
             if path.exists() and not path.is_file():
                 raise UsageError(f"--run-dir {self.run_dir}: {name} is {kind_of(path)}, not a file this run can "
                                  "keep its records in; remove it")
+        problem = logger_path_problem(self.config.loggers, self.run_dir)
+        if problem is not None:
+            raise UsageError(f"--run-dir {self.run_dir}: {problem}; remove it")
 
     def _identity(self) -> dict[str, Any]:
         return {"source_hash": self.program.source_hash(), "defines": dict(self.config.defines),
