@@ -637,6 +637,43 @@ def test_clauses_in_order_keep_the_plain_syntax_error(text, message):
     with pytest.raises(SourceError) as info:
         parse(f"network n() {{\n    {text}\n}}\n")
     assert info.value.message.startswith(message) and "an edge reads" not in info.value.message
+@pytest.mark.parametrize("end, message", [
+    ("prob", "`prob` ends line 4 without its value, as in `prob 0.5`"),
+    ("prob 0.5 gate", "`gate` ends line 4 without the gate's name, as in `gate g`"),
+    ("choose", "`choose` ends line 4 without the group's name, as in `choose op`"),
+    (">>", "`>>` ends line 4 without the next module"),
+])
+def test_a_line_ending_in_a_word_that_needs_more_is_named(end, message):
+    """The parser took the next edge's source for the missing value and failed later in that
+    line ("unexpected '>'"); the message names the word at the end of the line."""
+    text = (f"network n() {{\n    input x : [4]\n    output y : [4]\n    x -> y as a : linear(4) {end}\n"
+            "    x -> y as b : identity\n}\n")
+    with pytest.raises(SourceError) as info:
+        parse(text, "e.bsn")
+    err = info.value
+    assert err.message == f"{message}; line 5 starts a new statement"
+    word = end.split()[-1]
+    assert (err.span.line, err.span.column, err.span.end_column) == (4, 29 + len(end) - len(word),
+                                                                     29 + len(end))
+
+
+@pytest.mark.parametrize("text", [
+    "x -> y as a : linear(4) prob\n        0.5 gate g",  # the value on the next line is fine
+    "x -> y as a : linear(4) >>\n        identity",
+])
+def test_a_clause_continued_on_the_next_line_parses(text):
+    network = parse(f"network n() {{\n    input x : [4]\n    output y : [4]\n    {text}\n}}\n")
+    assert network.items
+
+
+def test_a_line_ending_in_a_word_that_needs_more_before_other_text_keeps_the_plain_error():
+    """`prob` then a number on the next line is a value given there; the error after it is another."""
+    with pytest.raises(SourceError) as info:
+        parse("network n() {\n    input x : [4]\n    output y : [4]\n    x -> y as a : linear(4) prob\n"
+              "    0.5 oops\n}\n")
+    assert "ends line" not in info.value.message
+
+
 def test_unexpected_end_of_file():
     with pytest.raises(SourceError) as info:
         parse("network n() {\n    let x = 1\n")

@@ -176,7 +176,7 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, file: str) ->
                 )
         else:
             got, width = f"'{token.value}'", max(1, len(str(token.value)))
-        misplaced = _misplaced_clause(exc, text)
+        misplaced = _misplaced_clause(exc, text) or _dangling_line_end(token, text)
         if misplaced is not None:
             message, where = misplaced
             return SourceError(message, Span(file, where.line, where.column, where.end_line, where.end_column))
@@ -257,6 +257,40 @@ def _out_of_order(clauses: list[tuple[int, Token]], tokens: list[Token], here: i
                 last = max(due_before, key=lambda t: _CLAUSE_RANK[t.type])
                 return f"{shown} goes after {_CLAUSE_SHOWN[last.type]}: {_EDGE_FORM}", clause
     return None
+
+
+# What a token that cannot end a statement still needs after it.
+_NEEDS = {"prob": "its value, as in `prob 0.5`", "gate": "the gate's name, as in `gate g`",
+          "choose": "the group's name, as in `choose op`", "as": "the edge's name, as in `as skip`",
+          "->": "the destination layer", ":": "what follows ':' (a module or a shape)",
+          ">>": "the next module", "=": "a value", ",": "the next value", "+": "an operand", "-": "an operand",
+          "*": "an operand", "/": "an operand", "//": "an operand", "%": "an operand", "**": "an operand"}
+
+
+def _dangling_line_end(token: Token, text: str) -> tuple[str, Token] | None:
+    """The message and token when the line before the error ends with a word that needs more
+    (`prob`, `gate`, `>>`, ...) and the error's line starts a statement of its own: the parser
+    took that statement's first word for what was missing, and failed later in the line."""
+    if token.type == "$END" or token.line is None or token.line < 2:
+        return None
+    last: Token | None = None  # the last token before the error's line
+    line: list[Token] = []  # the error's line up to the error
+    try:
+        for tok in _lark().lex(text):
+            if tok.line < token.line:
+                last = tok
+            elif tok.line == token.line and tok.start_pos <= token.start_pos:
+                line.append(tok)
+            else:
+                break
+    except lark.exceptions.LarkError:
+        return None
+    if last is None or str(last) not in _NEEDS or not line:
+        return None
+    starts = line[0] in _STATEMENT_STARTS or (line[0].type == "NAME" and "->" in line[1:])
+    if not starts:
+        return None
+    return f"`{last}` ends line {last.line} without {_NEEDS[str(last)]}; line {token.line} starts a new statement", last
 
 
 def _is_block_start(value: Any) -> bool:
