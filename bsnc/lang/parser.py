@@ -263,7 +263,7 @@ def _out_of_order(clauses: list[tuple[int, Token]], tokens: list[Token], here: i
 _NEEDS = {"prob": "its value, as in `prob 0.5`", "gate": "the gate's name, as in `gate g`",
           "choose": "the group's name, as in `choose op`", "as": "the edge's name, as in `as skip`",
           "->": "the destination layer", ":": "what follows ':' (a module or a shape)",
-          ">>": "the next module", "=": "a value", ",": "the next value", "+": "an operand", "-": "an operand",
+          ">>": "the next module", "=": "a value", ",": "the next value or a closing bracket", "+": "an operand", "-": "an operand",
           "*": "an operand", "/": "an operand", "//": "an operand", "%": "an operand", "**": "an operand"}
 
 
