@@ -247,7 +247,10 @@ network o() {
     _same_outputs(network, module, static)
 
 
-def test_an_unfillable_slot_is_a_clear_error(tmp_path):
+def test_a_slot_larger_than_every_earlier_map_is_filled_by_upsampled_zeros(tmp_path):
+    """With x->h off, the output's slot of `thin` is [2, 8, 8] and the only earlier map is the
+    4x4 input: zeros of the input, up-sampled (training chose such architectures, which export
+    once refused)."""
     text = """
 network u() {
     input x : [4, 4, 4]
@@ -260,11 +263,37 @@ network u() {
 """
     program, network, module = _trained_like(text)
     _decide(module, network, **{"x->h": False, "x->y:wide": True})
+    export(network, program, module.state_dict(), tmp_path, draw_diagram=False)
+    assert _edge_lines((tmp_path / "u_pruned.bsn").read_text()) == [
+        "fixed x -> y as absent[0] : zero(c=2) >> upsample(2)",
+        "fixed x -> y as wide : upsample(2) >> conv(4, k=1)",
+    ]
+    pruned, static = _static(tmp_path, "u")
+    assert pruned.layer("y").shape == (6, 8, 8)
+    _same_outputs(network, module, static)
+    assert FlopsCost(pruned).full() == FlopsCost(network)(module.edge_mask("deterministic").unsqueeze(0))[0].item()
+
+
+def test_an_unfillable_slot_is_a_clear_error(tmp_path):
+    """The slot is [2, 6, 10]; the input, [4, 2, 4], gives no such map by a stride and one
+    up-sampling factor (6 / 2 != 10 / 4, and 6 != 10 once pooled to 1 x 1)."""
+    text = """
+network u() {
+    input x : [4, 2, 4]
+    layer h : [4, 6, 10]
+    output y : [6, 6, 10] aggregate concat
+    x -> h : upsample(2) >> conv(4, k=1, padding=1)
+    fixed h -> y as thin : conv(2, k=1)
+    x -> y as wide : upsample(2) >> conv(4, k=1, padding=1)
+}
+"""
+    program, network, module = _trained_like(text)
+    _decide(module, network, **{"x->h": False, "x->y:wide": True})
     with pytest.raises(BsncError) as error:
         export(network, program, module.state_dict(), tmp_path / "out", draw_diagram=False)
     message = str(error.value)
     assert "layer 'y'" in message and "'h->y:thin' (channels 0-1)" in message and "it is the output" in message
-    assert "[2, 8, 8]" in message and "'h' is not in it" in message
+    assert "[2, 6, 10]" in message and "'h' is not in it" in message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 

@@ -444,13 +444,13 @@ def test_a_crash_between_two_writes_of_an_epoch_leaves_no_file_naming_a_missing_
 
 UNWRITABLE = """
 network u() {
-    input x : [4, 4, 4]
-    layer h : [4, 8, 8]
-    layer q : [6, 8, 8] aggregate concat
+    input x : [4, 2, 4]
+    layer h : [4, 6, 10]
+    layer q : [6, 6, 10] aggregate concat
     output y : [10]
-    x -> h : upsample(2) prob 0.1
+    x -> h : upsample(2) >> conv(4, k=1, padding=1) prob 0.1
     fixed h -> q as thin : conv(2, k=1)
-    x -> q as wide : upsample(2) >> conv(4, k=1)
+    x -> q as wide : upsample(2) >> conv(4, k=1, padding=1)
     fixed q -> y : bn >> relu >> global_avgpool >> linear(10)
 }
 """
@@ -458,7 +458,7 @@ network u() {
 
 def test_an_architecture_export_cannot_write_is_not_shipped(tmp_path):
     """With x->h off, q's slot of `thin` must stay zeros (its reader starts with bn), and no
-    layer before q is an 8x8 map to make them from: export would refuse the architecture, so
+    layer before q is a map that a stride and one up-sampling factor make 6x10: export would refuse the architecture, so
     training does not ship it, says why each epoch, and ends with exit 3."""
     from click.testing import CliRunner
 

@@ -163,8 +163,8 @@ def _why_zeros(layer: Layer, readers: list[Edge]) -> str | None:
 
 
 def _zero_edge(network: Network, layers: dict[str, Layer], absent: Edge, keys: set[str], why: str) -> Edge:
-    """A fixed edge that fills the slot of ``absent`` with zeros: `zero`, with a stride and a
-    `pad_channels` when needed, from the slot's own source when it is in the pruned network, else
+    """A fixed edge that fills the slot of ``absent`` with zeros: `zero`, with a stride, channels
+    and an `upsample` when needed, from the slot's own source when it is in the pruned network, else
     from the first layer of the pruned network (in canonical order) that precedes the slot's layer;
     named ``absent[FIRST_CHANNEL]``. BsncError, saying ``why`` the slot is kept, when none fits."""
     slot = (absent.shapes[-1][0],) + layers[absent.dst].shape[1:]
@@ -184,26 +184,40 @@ def _zero_edge(network: Network, layers: dict[str, Layer], absent: Edge, keys: s
     raise BsncError(
         f"cannot export layer '{absent.dst}': its edge '{absent.key}' (channels {absent.slot}-"
         f"{absent.slot + slot[0] - 1}) is not in the architecture, and the slot must stay as zeros because {why}; "
-        f"but no layer of the exported network before '{absent.dst}' has a shape that `zero` (and `pad_channels`) "
+        f"but no layer of the exported network before '{absent.dst}' has a shape that `zero` (and `upsample`) "
         f"can turn into {list(slot)} (the edge's source '{absent.src}' {where})")
 
 
 def _zeros_of(shape: tuple[int, ...], target: tuple[int, ...]) -> list[tuple[OpCall, ResolvedCall]] | None:
     """The primitives, resolved and as written, that turn an input of ``shape`` into zeros of
     ``target`` (None: they cannot): `zero`, with the stride and the channels that differ, then
+    `upsample` when the map must grow (a slot larger than the map it is made from), or
     `global_avgpool` when a map must become a vector."""
     if len(target) == 3 and len(shape) != 3:
         return None
-    stride = 1
+    stride, scale = 1, 1
     if len(target) == 3:
-        stride = next((s for s in range(1, max(shape[1:]) + 1)
-                       if -(-shape[1] // s) == target[1] and -(-shape[2] // s) == target[2]), None)
-        if stride is None:
+        found = next(((s, k) for s in range(1, max(shape[1:]) + 1)
+                      for k in [_scale(-(-shape[1] // s), target[1], -(-shape[2] // s), target[2])]
+                      if k is not None), None)
+        if found is None:
             return None
+        stride, scale = found
     channels = target[0] if shape[0] != target[0] else None
     resolved = (("stride", stride),) if stride > 1 else ()
     resolved += (("c", channels),) if channels is not None else ()
     stages = [(OpCall("zero", (("stride", stride), ("c", channels))), ResolvedCall("zero", resolved))]
+    if scale > 1:  # zeros of a smaller map, up-sampled to the slot's size (still zeros, no cost)
+        stages.append((OpCall("upsample", (("scale", scale), ("mode", "nearest"))),
+                       ResolvedCall("upsample", ((None, scale),))))
     if len(shape) != len(target):  # a map's zeros, pooled into a vector's
         stages.append((OpCall("global_avgpool", ()), ResolvedCall("global_avgpool", ())))
     return stages
+
+
+def _scale(height: int, target_height: int, width: int, target_width: int) -> int | None:
+    """The one integer factor that up-samples a ``height`` x ``width`` map to the target's size
+    (1 when it is that size already); None when there is none."""
+    if target_height % height or target_width % width or target_height // height != target_width // width:
+        return None
+    return target_height // height
