@@ -244,3 +244,19 @@ def test_export_swap_without_renameat2_keeps_a_whole_set(tmp_path, monkeypatch):
     export(network, program, module.state_dict(), out, meta={"cost": "params"}, draw_diagram=False)
     assert "# cost params" in (out / "cnf_pruned.bsn").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_the_header_of_a_full_network_export_names_no_budget_and_no_gamma(tmp_path):
+    """A `--full-network` baseline has no budget and no gates: the header and the diagram's title
+    say so instead of "budget None" and "(gamma > 0.5)"."""
+    from bsnc.codegen.architecture import full_network
+
+    program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 2, "C": 4, "size": 8})
+    full = full_network(network)
+    state = {k: v for k, v in module.state_dict().items() if k != "gate_logits"}
+    export(full, program, state, tmp_path, meta={"cost": "flops", "budget_text": None})
+    text = (tmp_path / "cnf_pruned.bsn").read_text()
+    assert "# cost flops, no budget" in text and "None" not in text
+    assert f"kept {len(network.edges)} of {len(network.edges)} edges (every edge:" in text and "gamma" not in text
+    dot = (tmp_path / "cnf.dot").read_text()
+    assert "budget None" not in dot and "flops no budget" in dot

@@ -272,7 +272,7 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
     if decided:
         header.append(f"decisions {decided}")
     if meta.get("cost"):
-        header.append(f"cost {meta['cost']}, budget {meta.get('budget_text', meta.get('budget'))}")
+        header.append(f"cost {meta['cost']}, {_budget_words(meta)}")
     for cost_name in ("flops", "params"):
         value = parse_cost(cost_name, pruned).full()
         header.append(f"{cost_name} {value:,.0f} (super network {parse_cost(cost_name, network).full():,.0f})")
@@ -306,7 +306,7 @@ def export(network: Network, program: Program, state: dict[str, torch.Tensor], o
 
             title = f"{name}: kept {int(active.sum())}/{len(network.edges)} edges"
             if meta.get("cost"):
-                title += f", {meta['cost']} budget {meta.get('budget_text', meta.get('budget'))}"
+                title += f", {meta['cost']} {_budget_words(meta)}"
             drawn = draw(network, staging / name, gammas=gammas or None, title=title, threshold=threshold,
                          kept=active.tolist())
             result.dot_missing = drawn.dot_missing
@@ -344,10 +344,19 @@ def _proposed_by(meta: dict[str, Any], threshold: float, given: bool = False) ->
     return "the mask" if given else f"the edges kept at --keep-threshold {threshold}"
 
 
+def _budget_words(meta: dict[str, Any]) -> str:
+    """The run's budget for the header and the diagram's title ("no budget" for a run without
+    one, such as a `--full-network` baseline)."""
+    budget = meta.get("budget_text", meta.get("budget"))
+    return "no budget" if budget is None else f"budget {budget}"
+
+
 def _rule(network: Network, threshold: float, meta: dict[str, Any]) -> str:
     """How the exported edges were chosen, for the header."""
     if "mask" in meta:
         return f"mask {meta['mask']}"
+    if not network.stochastic_edges:
+        return "every edge: the network has no stochastic edge, or the run trained them all (--full-network)"
     if any(d.kind == "choice" for d in network.decisions):
         return f"gates with gamma > {threshold}; each choice group its most probable option"
     return f"gamma > {threshold}"
