@@ -383,6 +383,22 @@ def test_concat_mistakes_are_located_errors(channels, stride, where, message):
     assert network_from_text(CONCAT.format(channels=7, stride=""), name="t.bsn").edge("x->h:b").slot == 4
 
 
+def test_a_concat_that_miscounts_its_choice_options_says_each_takes_a_slot():
+    """Researchers declared the layer with one slot for a group; the note says why it is short."""
+    text = CONCAT.format(channels=4, stride="").replace("conv(4, k=1)", "conv(4, k=1) choose op").replace(
+        "conv(3)", "conv(4) choose op")
+    with pytest.raises(SourceError) as caught:
+        network_from_text(text, name="t.bsn")
+    assert caught.value.message == "layer 'h' concatenates 8 channels, but is declared with 4"
+    note = caught.value.notes[-1]
+    assert note.message.startswith("edge 'x->h:a' is an option of choice group 'op': each option takes its own slot")
+    assert "`sum` layer" in note.message and (note.span.line, note.span.column) == (5, 5)
+    plain = CONCAT.format(channels=8, stride="")
+    with pytest.raises(SourceError) as caught:
+        network_from_text(plain, name="t.bsn")
+    assert len(caught.value.notes) == 1  # no choice group, no such note
+
+
 # --- the formatter, generated code and the fabrics ------------------------------------------------
 
 

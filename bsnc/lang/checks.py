@@ -93,9 +93,14 @@ def _concat_slots(edges: list[Edge], layers: dict[str, Layer]) -> dict[str, int]
     for name, channels in filled.items():
         declared = layers[name].shape[0]
         if channels != declared:
-            raise SourceError(
-                f"layer '{name}' concatenates {channels} channels, but is declared with {declared}",
-                layers[name].span, [Note(f"its last input, edge '{last[name].key}'", last[name].span)])
+            notes = [Note(f"its last input, edge '{last[name].key}'", last[name].span)]
+            option = next((e for e in edges if e.dst == name and e.group is not None and e.group[0] == "choose"), None)
+            if option is not None:
+                notes.append(Note(f"edge '{option.key}' is an option of choice group '{option.group[1]}': each option "
+                                  "takes its own slot; to give the group one slot, let its options meet in a `sum` "
+                                  "layer and concatenate that", option.span))
+            raise SourceError(f"layer '{name}' concatenates {channels} channels, but is declared with {declared}",
+                              layers[name].span, notes)
     return slots
 
 
