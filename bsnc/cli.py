@@ -589,9 +589,11 @@ def train(file: Path, defines: dict[str, str], primitives: tuple[str, ...], data
 
         unwritable = (f"; and export cannot write some of the architectures it chose ({result.unexportable})"
                       if result.unexportable else "")
+        last, limit = result.cost.format_apart(result.deterministic_cost, result.budget)
+        resolved = f"{limit}; " if "%" in str(budget) else ""  # a share of the largest architecture: its value
         raise NoArchitectureError(
             f"no epoch of this run chose an architecture that reaches the output within the budget {budget} "
-            f"(the last costs {result.cost.format(result.deterministic_cost)}){unwritable}; {result.run_dir} has "
+            f"({resolved}the last costs {last}){unwritable}; {result.run_dir} has "
             "no best.pt and `bsnc export` refuses it unless --allow-over-budget. Try a larger --budget, more "
             "--epochs (--resume --epochs N extends this run) or a larger --lambda")
     if as_json:

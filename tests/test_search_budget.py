@@ -132,6 +132,13 @@ def test_metrics_record_gamma_by_edge_key_the_budget_and_the_cheapest_architectu
     assert on_disk == sorted(Path(p["file"]).name for p in front), "points off the front lose their checkpoint"
 
 
+def test_a_percentage_budget_no_architecture_meets_is_named_with_its_value(tmp_path):
+    result = _cli("train", FABRICS / "cnf.bsn", *DEFINES, "--data", "digits", "--budget", "1%", "--epochs", "1",
+                  "--device", "cpu", "--quiet", "--run-dir", tmp_path / "run")
+    assert result.exit_code == 3, result.output
+    assert re.search(r"within the budget 1% \(\d+(\.\d+)?( k)?; the last costs \d+\.\d\d k\)", result.output), result.output
+
+
 def test_a_budget_no_architecture_meets_warns_exits_3_and_export_refuses_it(tmp_path):
     run = tmp_path / "run"
     result = _cli("train", FABRICS / "cnf.bsn", *DEFINES,

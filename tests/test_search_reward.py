@@ -116,3 +116,7 @@ def test_epoch_warnings_name_an_inconsistent_or_over_budget_architecture():
     assert [*epoch_warnings(cost, 4, True, 150.0, 100.0)] == [
         "epoch 4: the deterministic architecture costs 150, over the budget 100"]
     assert [*epoch_warnings(cost, 5, True, 90.0, 100.0)] == []
+    # two costs that the usual three digits show alike are shown with the digits that tell them apart
+    assert [*epoch_warnings(cost, 6, True, 1932.0, 1927.2)] == [
+        "epoch 6: the deterministic architecture costs 1,932, over the budget 1,927"]
+    assert cost.format_apart(1932.0, 1932.0) == ("1.93 k", "1.93 k")

@@ -52,6 +52,16 @@ class Cost:
     def format(self, value: float) -> str:
         return human(value, self.unit)
 
+    def format_apart(self, value: float, other: float) -> tuple[str, str]:
+        """Both values as :meth:`format` shows them, or, when that shows two different values
+        alike ("1.93 k, over the budget 1.93 k"), with as many significant digits as tell them apart."""
+        shown = self.format(value), self.format(other)
+        if shown[0] != shown[1] or value == other:
+            return shown
+        digits = next(d for d in range(4, 18) if f"{value:.{d}g}" != f"{other:.{d}g}")
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{value:,.{digits}g}{unit}", f"{other:,.{digits}g}{unit}"
+
     def parse_budget(self, text: str) -> float:
         """A budget in this cost's unit: '40.9M', '0.27M', '1.5e6'."""
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKMGT]?)\s*", text)

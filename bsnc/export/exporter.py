@@ -521,7 +521,7 @@ def _check_budget(network: Network, state: dict[str, Any], proposal: torch.Tenso
     if cost is not None:
         value = float(cost(active.unsqueeze(0))[0])
         over = value > budget
-        shown = f"{cost.format(value)}, over the run's budget {cost.format(budget)}"
+        shown = "{}, over the run's budget {}".format(*cost.format_apart(value, budget))
     else:
         history = state.get("history") or [{}]
         over = not history[-1].get("within_budget", True)

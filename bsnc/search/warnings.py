@@ -42,5 +42,5 @@ def epoch_warnings(cost: Cost, epoch: int, consistent: bool, value: float, budge
         yield (f"epoch {epoch}: the deterministic architecture (γ > 0.5) does not reach the output; "
                "it is no model")
     elif budget is not None and value > budget and not (search_budget is not None and search_budget > budget):
-        yield (f"epoch {epoch}: the deterministic architecture costs {cost.format(value)}, "
-               f"over the budget {cost.format(budget)}")
+        shown, limit = cost.format_apart(value, budget)
+        yield f"epoch {epoch}: the deterministic architecture costs {shown}, over the budget {limit}"
