@@ -319,6 +319,11 @@ ERRORS = [
      (6, 5), "choice group 'g' has two `zero` options, 'b' and 'c'"),
     ("x -> y as a : zero choose g\n    fixed x -> y as b : identity\n", (4, 24),
      "choice group 'g' has only its `zero` option"),
+    # a layer whose only inputs are `zero` options: the group is named, not the layers left
+    # without an edge ("layer 'x' cannot reach the output")
+    ("x -> y as a : zero choose g\n", (4, 24), "choice group 'g' has only its `zero` option"),
+    ("x -> y as a : zero choose g\n    x -> y as b : zero choose g\n", (5, 5),
+     "choice group 'g' has two `zero` options, 'a' and 'b'"),
 ]
 
 

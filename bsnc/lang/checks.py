@@ -43,6 +43,7 @@ def build_network(flat: Flat, source: str = "", source_hash: str = "", file_span
             raise SourceError(f"edge out of the output layer '{edge.src}'; the output feeds no edges", edge.src_span)
         graph.add_edge(edge.src, edge.dst, key=edge.key, edge=edge)
 
+    zeros = _groups(flat_edges, zero_options)
     _check_acyclic(graph)
     _check_paths(graph, layers, input_layer.name, output_layer.name)
 
@@ -51,7 +52,7 @@ def build_network(flat: Flat, source: str = "", source_hash: str = "", file_span
     slots = _concat_slots(flat_edges, layers)
     edges = [_infer_shapes(dataclasses.replace(e, slot=slots.get(e.key)), layers)
              for e in order_edges(flat_edges, rank)]
-    edges, decisions = _decisions(edges, zero_options)
+    edges, decisions = _decisions(edges, zeros)
     _check_parameters(edges)
     for layer in flat.layers:
         _check_post(layer)
@@ -116,9 +117,9 @@ def _channels_out(edge: Edge, layers: dict[str, Layer]) -> int:
     return shape[0]
 
 
-def _decisions(edges: list[Edge], zero_options: list[Edge]) -> tuple[list[Edge], list[Decision]]:
-    """Number the learned choices in the order of their first stochastic edge, and tell each
-    stochastic edge which choice and which of its values switch it on."""
+def _groups(edges: list[Edge], zero_options: list[Edge]) -> dict[str, Edge]:
+    """Check how edges name their gates and choice groups, before the graph's paths (an edge of
+    a group of `zero` options only is no edge there); return each group's `zero` option."""
     kinds: dict[str, tuple[str, Span | None]] = {}
     for edge in edges + zero_options:
         if edge.group is None:
@@ -135,6 +136,18 @@ def _decisions(edges: list[Edge], zero_options: list[Edge]) -> tuple[list[Edge],
             raise SourceError(f"choice group '{edge.group[1]}' has two `zero` options, '{first.name}' and "
                               f"'{edge.name}'; name them alike (one option stands for none)", edge.span,
                               [Note("the first one", first.span)])
+    operations = {e.group[1] for e in edges if e.group is not None and not e.fixed}
+    for name, edge in zeros.items():
+        if name not in operations:
+            raise SourceError(f"choice group '{name}' has only its `zero` option; it needs an operation too",
+                              edge.group_span)
+    return zeros
+
+
+def _decisions(edges: list[Edge], zeros: dict[str, Edge]) -> tuple[list[Edge], list[Decision]]:
+    """Number the learned choices in the order of their first stochastic edge, and tell each
+    stochastic edge which choice and which of its values switch it on (``zeros``: each group's
+    `zero` option, from :func:`_groups`)."""
     members: dict[str, list[str]] = {}
     for edge in edges:
         if edge.group is not None and edge.group[0] == "choose":
@@ -171,10 +184,6 @@ def _decisions(edges: list[Edge], zero_options: list[Edge]) -> tuple[list[Edge],
         decision = decisions[index[name]]
         option = decision.options.index(edge.name) if decision.kind == "choice" else 1
         out.append(dataclasses.replace(edge, decision=index[name], option=option))
-    for name, edge in zeros.items():
-        if name not in index:
-            raise SourceError(f"choice group '{name}' has only its `zero` option; it needs an operation too",
-                              edge.group_span)
     return out, decisions
 
 
