@@ -254,9 +254,10 @@ def test_the_header_of_a_full_network_export_names_no_budget_and_no_gamma(tmp_pa
     program, network, module = _trained_like(FABRICS / "cnf.bsn", {"W": 2, "C": 4, "size": 8})
     full = full_network(network)
     state = {k: v for k, v in module.state_dict().items() if k != "gate_logits"}
-    export(full, program, state, tmp_path, meta={"cost": "flops", "budget_text": None})
+    export(full, program, state, tmp_path, meta={"cost": "flops", "budget_text": None, "full_network": True})
     text = (tmp_path / "cnf_pruned.bsn").read_text()
     assert "# cost flops, no budget" in text and "None" not in text
-    assert f"kept {len(network.edges)} of {len(network.edges)} edges (every edge:" in text and "gamma" not in text
+    assert (f"kept {len(network.edges)} of {len(network.edges)} edges (every edge: the run trained the full "
+            "network (--full-network))") in text and "gamma" not in text
     dot = (tmp_path / "cnf.dot").read_text()
     assert "budget None" not in dot and "flops no budget" in dot

@@ -207,6 +207,8 @@ def test_a_full_network_baseline_exports_and_draws_as_what_it_trained(tiny, tmp_
     assert exported.exit_code == 0, exported.output
     network = load_network(tmp_path / "out" / "tiny_pruned.bsn")
     assert len(network.edges) == 5 and not network.stochastic_edges  # every edge, all fixed
+    header = (tmp_path / "out" / "tiny_pruned.bsn").read_text()
+    assert "(every edge: the run trained the full network (--full-network))" in header and "no budget" in header
     drawn = CliRunner().invoke(main, ["draw", str(tiny), "--probs", str(run), "-o", str(tmp_path / "d")])
     assert drawn.exit_code == 1 and "trained as the full network" in drawn.output
 

@@ -355,8 +355,10 @@ def _rule(network: Network, threshold: float, meta: dict[str, Any]) -> str:
     """How the exported edges were chosen, for the header."""
     if "mask" in meta:
         return f"mask {meta['mask']}"
+    if meta.get("full_network"):
+        return "every edge: the run trained the full network (--full-network)"
     if not network.stochastic_edges:
-        return "every edge: the network has no stochastic edge, or the run trained them all (--full-network)"
+        return "every edge: the network has no stochastic edge"
     if any(d.kind == "choice" for d in network.decisions):
         return f"gates with gamma > {threshold}; each choice group its most probable option"
     return f"gamma > {threshold}"
@@ -415,6 +417,8 @@ def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: f
         meta.update(val_acc=None, test_acc=None, not_evaluated=True)
     if mask is not None:
         meta["mask"] = str(mask)
+    if config.get("full_network"):
+        meta["full_network"] = True
     meta["checkpoint"] = display_path(checkpoint)
     target = out_dir if out_dir is not None else Path(checkpoint).parent / "export"
     if target == checkpoint.parent / "export" and checkpoint.parent.name == "pareto":
