@@ -557,3 +557,26 @@ def test_expression_values_in_shapes():
     )
     assert net.layer("x").shape == (6, 1, 8, 3, 4, 3, 3, 5)
     assert math.prod(net.layer("y").shape) == 6 * 8 * 3 * 4 * 3 * 3 * 5
+
+
+def test_an_error_from_a_value_set_elsewhere_notes_where_it_was_set(tmp_path):
+    """A shape of 0 channels is located in cnf.bsn, where C is used; the -D value or the alias
+    argument that made C 0 is named in a note."""
+    from tests.helpers import FABRICS
+
+    with pytest.raises(SourceError) as caught:
+        load_network(FABRICS / "cnf.bsn", {"C": "0", "W": "2"})
+    assert caught.value.message == "a shape dimension must be >= 1, got 0"
+    assert caught.value.notes[-1].message == "network 'cnf' was given -D C=0 -D W=2"
+    alias = tmp_path / "small.bsn"
+    alias.write_text(f'import "{FABRICS / "cnf.bsn"}"\n\nnetwork small = cnf(C=0, W=2)\n')
+    with pytest.raises(SourceError) as caught:
+        load_network(alias)
+    note = caught.value.notes[-1]
+    assert note.message == "network 'small' is cnf with the arguments given here"
+    assert (note.span.file, note.span.line) == (str(alias), 3)
+    # an error in the alias itself needs no note pointing at it
+    alias.write_text(f'import "{FABRICS / "cnf.bsn"}"\n\nnetwork small = cnf(C=0, Q=2)\n')
+    with pytest.raises(SourceError) as caught:
+        load_network(alias)
+    assert caught.value.span.line == 3 and not caught.value.notes
