@@ -262,9 +262,9 @@ def _out_of_order(clauses: list[tuple[int, Token]], tokens: list[Token], here: i
 # What a token that cannot end a statement still needs after it.
 _NEEDS = {"prob": "its value, as in `prob 0.5`", "gate": "the gate's name, as in `gate g`",
           "choose": "the group's name, as in `choose op`", "as": "the edge's name, as in `as skip`",
-          "->": "the destination layer", ":": "what follows ':' (a module or a shape)",
-          ">>": "the next module", "=": "a value", ",": "the next value or a closing bracket", "+": "an operand", "-": "an operand",
-          "*": "an operand", "/": "an operand", "//": "an operand", "%": "an operand", "**": "an operand"}
+          "->": "the destination layer", ":": "what follows ':' (a module or a shape)", ">>": "the next module",
+          "=": "a value", ",": "the next value or a closing bracket",
+          **{op: "an operand" for op in ("+", "-", "*", "/", "//", "%", "**")}}
 
 
 def _dangling_line_end(token: Token, text: str) -> tuple[str, Token] | None:
