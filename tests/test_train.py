@@ -401,7 +401,9 @@ def test_a_crash_between_two_writes_of_an_epoch_leaves_no_file_naming_a_missing_
     """pareto.json and ckpt.pt's front name point checkpoints; whichever write of the last epoch
     the process dies before, every file they name is on disk."""
     import bsnc.search.train as training
+    from bsnc.export.exporter import _choose_checkpoint
     from bsnc.search.checkpoint import load_checkpoint
+    from bsnc.search.selection import ParetoFront
 
     real_save, real_write = training.save_checkpoint, training.atomic_write_text
     writes: list[str] = []
@@ -434,6 +436,10 @@ def test_a_crash_between_two_writes_of_an_epoch_leaves_no_file_naming_a_missing_
         assert all((run / p["file"]).is_file() for p in front), (k, last, front)
         state = load_checkpoint(run / "ckpt.pt")
         assert all((run / p["file"]).is_file() for p in state["pareto"]), (k, last, state["pareto"])
+        # export ships the best point of the front ckpt.pt records, even when best.pt got one epoch ahead
+        best = ParetoFront.from_json(state["pareto"], "ckpt.pt").best()
+        shipped = load_checkpoint(_choose_checkpoint(run, None, False))
+        assert shipped["history"][-1]["epoch"] == best.epoch, (k, last)
     # a resume after the last crash leaves exactly the front's checkpoints, also removing one a crash
     # left between ckpt.pt and the removal of the points that had left the front
     (run / "pareto" / "epoch-099.pt").write_bytes((run / "ckpt.pt").read_bytes())

@@ -382,7 +382,7 @@ def _check_own_directory(out_dir: Path, name: str) -> None:
 def export_run(path: Path, out_dir: Path | None, mask: Path | None, threshold: float,
                draw_diagram: bool = True, pick: str | None = None, allow_over_budget: bool = False) -> ExportResult:
     """Export from a run directory (the point ``pick`` of its Pareto front: ``best``, the
-    default, is best.pt; ``cheapest``; or a cost) or from a checkpoint file. An architecture over
+    default, whose copy best.pt is; ``cheapest``; or a cost) or from a checkpoint file. An architecture over
     the run's budget is refused unless ``allow_over_budget``."""
     from bsnc.codegen.masks import load_mask
 
@@ -458,8 +458,10 @@ def _choose_checkpoint(path: Path, pick: str | None, allow_over_budget: bool) ->
         return find_checkpoint(path)
     path = follow_latest(path)  # runs/NAME: its newest numbered run, as find_checkpoint does
     pick = pick or "best"
-    if pick == "best" and (path / "best.pt").is_file():
+    if pick == "best" and (path / "best.pt").is_file() and not (path / "ckpt.pt").is_file():
         return path / "best.pt"
+    # the front that ckpt.pt records chooses, "best" too: best.pt is a copy of its best point,
+    # which a crash between the two writes of an epoch can leave one epoch ahead of it
     last = find_checkpoint(path, "ckpt.pt")
     state = load_checkpoint(last)
     front = ParetoFront.from_json(state.get("pareto", []), display_path(last))
