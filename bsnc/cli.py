@@ -882,9 +882,9 @@ def report(paths: tuple[Path, ...], output: Path) -> None:
 def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[str, float]:
 
     from bsnc.errors import BsncError
-    from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
+    from bsnc.search.checkpoint import load_checkpoint, shipped_checkpoint
 
-    checkpoint = find_checkpoint(path, "best.pt")
+    checkpoint = shipped_checkpoint(path)
     state = load_checkpoint(checkpoint)
     if state.get("network") != network.name or state.get("source_hash") != network.source_hash:
         raise BsncError(f"{checkpoint} was trained on another network or another version of it "
@@ -907,9 +907,9 @@ def _gammas_from_run(path: Path, network: Any, defines: dict[str, str]) -> dict[
 
 
 def _logits_from_run(path: Path) -> Any:
-    from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
+    from bsnc.search.checkpoint import load_checkpoint, shipped_checkpoint
 
-    return load_checkpoint(find_checkpoint(path, "best.pt"))["model"]["gate_logits"]
+    return load_checkpoint(shipped_checkpoint(path))["model"]["gate_logits"]
 
 
 if __name__ == "__main__":

@@ -402,7 +402,7 @@ def test_a_crash_between_two_writes_of_an_epoch_leaves_no_file_naming_a_missing_
     the process dies before, every file they name is on disk."""
     import bsnc.search.train as training
     from bsnc.export.exporter import _choose_checkpoint
-    from bsnc.search.checkpoint import load_checkpoint
+    from bsnc.search.checkpoint import load_checkpoint, shipped_checkpoint
     from bsnc.search.selection import ParetoFront
 
     real_save, real_write = training.save_checkpoint, training.atomic_write_text
@@ -440,6 +440,8 @@ def test_a_crash_between_two_writes_of_an_epoch_leaves_no_file_naming_a_missing_
         best = ParetoFront.from_json(state["pareto"], "ckpt.pt").best()
         shipped = load_checkpoint(_choose_checkpoint(run, None, False))
         assert shipped["history"][-1]["epoch"] == best.epoch, (k, last)
+        shown = load_checkpoint(shipped_checkpoint(run))  # what draw --probs and report show
+        assert shown["history"][-1]["epoch"] == best.epoch, (k, last)
     # a resume after the last crash leaves exactly the front's checkpoints, also removing one a crash
     # left between ckpt.pt and the removal of the points that had left the front
     (run / "pareto" / "epoch-099.pt").write_bytes((run / "ckpt.pt").read_bytes())

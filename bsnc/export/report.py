@@ -335,10 +335,10 @@ def architecture_figure(run_dir: Path, out: Path) -> Figure | str:
     from bsnc.export.draw import draw
     from bsnc.export.exporter import recorded_program
     from bsnc.lang.frontend import network_from_program
-    from bsnc.search.checkpoint import find_checkpoint, load_checkpoint
+    from bsnc.search.checkpoint import load_checkpoint, shipped_checkpoint
 
     try:
-        checkpoint = find_checkpoint(run_dir, "best.pt")
+        checkpoint = shipped_checkpoint(run_dir)
         state = load_checkpoint(checkpoint)
         config = state.get("config", {})
         file, program = recorded_program(state, checkpoint)

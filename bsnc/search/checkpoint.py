@@ -248,5 +248,23 @@ def find_checkpoint(path: str | Path, name: str = "ckpt.pt") -> Path:
     return path
 
 
+def shipped_checkpoint(path: str | Path) -> Path:
+    """The checkpoint a run ships (export's default, what draw --probs and report show): a file
+    as given; of a run directory, the best point of the front that ckpt.pt records (best.pt is
+    its copy, which a crash between an epoch's writes can leave one epoch ahead), else the
+    latest state when no point is within budget."""
+    from bsnc.search.selection import ParetoFront
+
+    path = Path(path)
+    if not path.is_dir():
+        return find_checkpoint(path)
+    path = follow_latest(path)
+    if not (path / "ckpt.pt").is_file():
+        return find_checkpoint(path, "best.pt")
+    last = path / "ckpt.pt"
+    best = ParetoFront.from_json(load_checkpoint(last).get("pareto", []), display_path(last)).best()
+    return path / best.file if best is not None and (path / best.file).is_file() else find_checkpoint(path, "best.pt")
+
+
 def _listed(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" or {names[-1]}"
