@@ -264,3 +264,38 @@ def _exchange(a: Path, b: Path) -> bool:
         return False
     at_fdcwd, rename_exchange = -100, 2
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+class DirectoryLock:
+    """An exclusive advisory lock (flock) on a directory, held until :meth:`release` or until the
+    process ends (even by kill -9: the kernel drops it with the descriptor). Two bsnc processes
+    that would write the same run or sweep directory at once are refused instead of interleaving
+    their files. Where flock is unavailable (not POSIX) it locks nothing."""
+
+    def __init__(self, directory: str | Path, what: str):
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock
+            return
+        try:
+            fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:  # a directory that cannot be opened is reported by whoever writes it
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise OutputError(f"{what}: another bsnc process is writing {directory}; wait for it to "
+                                  "finish (or stop it) before starting another there") from None
+            return  # a file system without locks (some network ones): go on unlocked
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.release()

@@ -16,6 +16,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bsnc.errors import BsncError, UsageError, brief, display_path
-from bsnc.files import atomic_write_text
+from bsnc.files import DirectoryLock, atomic_write_text
 
 STATUS_FILE = "sweep-status.json"
 # train options the sweep sets itself, per run
@@ -145,10 +146,40 @@ def execute(cmd: Sequence[str], log_path: str, env: Mapping[str, str]) -> tuple[
     with open(log_path, "ab") as log:
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
-        done = subprocess.run(list(cmd), stdout=log, stderr=subprocess.PIPE, env={**os.environ, **env})
-        log.write(done.stderr)
-    lines = [line for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-    return done.returncode, time.perf_counter() - start, lines[-1] if lines else ""
+        with _STARTING:
+            if _STOP.is_set():  # the sweep was interrupted: start nothing more
+                return 130, 0.0, "interrupted"
+            child = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.PIPE, env={**os.environ, **env})
+            _CHILDREN.add(child)
+        with child:
+            try:
+                _, stderr = child.communicate()
+            finally:
+                _CHILDREN.discard(child)
+        log.write(stderr)
+    lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    return child.returncode, time.perf_counter() - start, lines[-1] if lines else ""
+
+
+_CHILDREN: set[subprocess.Popen] = set()  # the trainings this process is running (not on Ray)
+_STOP = threading.Event()  # set on Ctrl-C: no further training starts
+_STARTING = threading.Lock()  # a training starts, or the sweep stops, not both at once
+
+
+def _interrupt_children() -> None:
+    """Pass Ctrl-C on to the running trainings (a terminal sends it to them too; `kill -INT` of
+    the sweep alone does not): each stops with its last checkpoint whole, for the next sweep."""
+    import signal
+
+    with _STARTING:
+        _STOP.set()
+        children = list(_CHILDREN)
+    for child in children:
+        if child.poll() is None:
+            try:
+                child.send_signal(signal.SIGINT)
+            except OSError:
+                pass
 
 
 def summarise(run: PlannedRun, run_dir: Path, status: str, seconds: float, error: str | None) -> RunResult:
@@ -306,6 +337,17 @@ def run_sweep(spec: SweepSpec, on_result: Callable[[RunResult], None] | None = N
         runs_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {spec.out}: cannot write there ({exc.strerror})") from None
+    # two sweeps of one --out would train the same runs at once and rewrite each other's tables
+    lock = DirectoryLock(spec.out, f"--out {spec.out}")
+    try:
+        return _run_sweep(spec, runs_root, on_result)
+    finally:
+        lock.release()
+
+
+def _run_sweep(spec: SweepSpec, runs_root: Path,
+               on_result: Callable[[RunResult], None] | None) -> list[RunResult]:
+    _STOP.clear()
     results: dict[str, RunResult] = {}
     todo: list[PlannedRun] = []
     for run in plan(spec.budgets, spec.seeds, spec.baseline):
@@ -334,10 +376,19 @@ def run_sweep(spec: SweepSpec, on_result: Callable[[RunResult], None] | None = N
     if spec.ray_address is not None:
         _run_on_ray(spec.ray_address, jobs, env, finished)
     else:
-        with ThreadPoolExecutor(max_workers=spec.jobs) as pool:
+        pool = ThreadPoolExecutor(max_workers=spec.jobs)
+        try:
             futures = {pool.submit(execute, cmd, log, env): run for run, cmd, log in jobs}
             for future in as_completed(futures):
                 finished(futures[future], *future.result())
+        except BaseException:
+            # Ctrl-C (or a failure): start no further run. The running ones got the terminal's
+            # SIGINT too and stop at their last checkpoint; the next `bsnc sweep` resumes them.
+            pool.shutdown(wait=False, cancel_futures=True)
+            _interrupt_children()
+            pool.shutdown(wait=True)
+            raise
+        pool.shutdown(wait=True)
     return sorted(results.values(), key=_order)
 
 

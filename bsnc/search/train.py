@@ -33,7 +33,7 @@ from bsnc.costs.largest import largest_architecture
 from bsnc.costs.memory import check_fits
 from bsnc.costs.registry import parse_cost
 from bsnc.errors import BsncError, Interrupted, UsageError
-from bsnc.files import atomic_write_text, kind_of, remove_leftovers
+from bsnc.files import DirectoryLock, atomic_write_text, kind_of, remove_leftovers
 from bsnc.ir import Network
 from bsnc.lang.frontend import network_from_program
 from bsnc.lang.program import Program, load_program
@@ -341,6 +341,7 @@ class Trainer:
         self.dist = _Distributed(self.device, place)
         check_fits(self.network, self.device, config.batch_size, training=True)
         self.run_dir = Path(config.run_dir)
+        self._lock: DirectoryLock | None = None
         self._check_run_dir()
 
         if given is None:
@@ -440,7 +441,12 @@ class Trainer:
             probe.unlink()
         except OSError as exc:
             raise UsageError(f"--run-dir {self.run_dir}: cannot write there ({exc.strerror})") from None
+        # held until the run ends: a second `bsnc train` (or --resume) of this run directory is
+        # refused while this one writes it, instead of interleaving their files
+        self._lock = DirectoryLock(self.run_dir, f"--run-dir {self.run_dir}")
+        self._check_run_dir()  # again, under the lock: a run that ended meanwhile may have left ckpt.pt
         remove_leftovers(self.run_dir)  # temporary files of a write that was interrupted
+        remove_leftovers(self.run_dir / "pareto")  # and of a Pareto point's checkpoint
         for name in RUN_FILES:  # a FIFO or device there would hang or fail a write after an epoch of work
             path = self.run_dir / name
             if path.exists() and not path.is_file():
@@ -860,6 +866,8 @@ class Trainer:
             self.model = self.core
             gc.collect()
         self.dist.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def _last_checkpoint(self) -> str:
         """Which checkpoint a stopped run can go on from, as a sentence: one that exists, or none."""
