@@ -52,19 +52,26 @@ def by_levels(structure: Structure, proposal: torch.Tensor) -> Connectivity:
     connected = torch.zeros((batch, structure.n_layers), dtype=torch.bool, device=device)
     connected[:, structure.input_index] = True
     drawn = torch.zeros((batch, n_edges), dtype=torch.bool, device=device)
-    for incoming, into in tables.levels_in:  # in topological order of levels
+    for incoming, layers, position in tables.levels_in:  # in topological order of levels
         h = proposal[:, incoming] & connected[:, src[incoming]]
         drawn[:, incoming] = h
-        connected |= (h.to(into.dtype) @ into) > 0
+        connected[:, layers] |= _any_per_layer(h, layers, position)
 
     reaches = torch.zeros((batch, structure.n_layers), dtype=torch.bool, device=device)
     reaches[:, structure.output_index] = connected[:, structure.output_index]
     active = torch.zeros_like(drawn)
-    for outgoing, out_of in reversed(tables.levels_out):
+    for outgoing, layers, position in reversed(tables.levels_out):
         a = drawn[:, outgoing] & reaches[:, dst[outgoing]]
         active[:, outgoing] = a
-        reaches |= (a.to(out_of.dtype) @ out_of) > 0
+        reaches[:, layers] |= _any_per_layer(a, layers, position)
     return drawn, connected, active
+
+
+def _any_per_layer(h: torch.Tensor, layers: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """[B, len(layers)]: whether any of a row's edges in ``h`` ([B, edges]) ends at each layer
+    (edge j ends at ``layers[position[j]]``)."""
+    hits = torch.zeros((h.shape[0], layers.numel()), dtype=torch.float32, device=h.device)
+    return hits.index_add_(1, position, h.to(torch.float32)) > 0
 
 
 def by_bits(structure: Structure, proposal: torch.Tensor) -> Connectivity:

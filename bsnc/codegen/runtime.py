@@ -92,10 +92,16 @@ class Structure:
         level = [0] * n_layers
         for e in sorted(range(len(self.dst_list)), key=lambda e: self.dst_list[e]):
             level[self.dst_list[e]] = max(level[self.dst_list[e]], level[self.src_list[e]] + 1)
-        into = [[e for e in range(len(self.dst_list)) if level[self.dst_list[e]] == k] for k in range(max(level) + 1)]
-        out_of = [[e for e in range(len(self.src_list)) if level[self.src_list[e]] == k] for k in range(max(level) + 1)]
-        # per level with edges: those edges, and [edges, layers] float incidence of their
-        # destinations (into) or sources (out of): any-over-edges per layer is one product
+        # edges by the level of their destination (into) and of their source (out of), in one pass:
+        # a scan of every edge per level was quadratic in a deep network's depth
+        into: list[list[int]] = [[] for _ in range(max(level) + 1)]
+        out_of: list[list[int]] = [[] for _ in range(max(level) + 1)]
+        for e, (s, d) in enumerate(zip(self.src_list, self.dst_list)):
+            into[level[d]].append(e)
+            out_of[level[s]].append(e)
+        # per level with edges: those edges, the distinct layers they end at (destinations: into;
+        # sources: out of) and each edge's position among those layers, for an any-over-edges
+        # per layer in one index_add (a dense [edges, layers] incidence took memory quadratic in depth)
         self.levels_in = [self._group(edges, self.dst_list) for edges in into if edges]
         self.levels_out = [self._group(edges, self.src_list) for edges in out_of if edges]
         # (edge, source, destination) in order of destination, and of source: bsnc.codegen.connectivity
@@ -135,10 +141,9 @@ class Structure:
                 self.membership[e, d] = 1.0
         self._on: dict[torch.device, _DeviceTables] = {}
 
-    def _group(self, edges: list[int], ends: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        incidence = torch.zeros((len(edges), self.n_layers))
-        incidence[torch.arange(len(edges)), torch.tensor([ends[e] for e in edges], dtype=torch.long)] = 1.0
-        return torch.tensor(edges, dtype=torch.long), incidence
+    def _group(self, edges: list[int], ends: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        layers, position = torch.unique(torch.tensor([ends[e] for e in edges], dtype=torch.long), return_inverse=True)
+        return torch.tensor(edges, dtype=torch.long), layers, position
 
     @property
     def n_edges(self) -> int:
@@ -157,8 +162,8 @@ class Structure:
 
             tables = _DeviceTables(
                 move(self.edge_src), move(self.edge_dst), move(self.stochastic), move(self.stochastic_index),
-                [(move(e), move(m)) for e, m in self.levels_in],
-                [(move(e), move(m)) for e, m in self.levels_out],
+                [tuple(move(t) for t in group) for group in self.levels_in],
+                [tuple(move(t) for t in group) for group in self.levels_out],
                 move(self.edge_decision.clamp(min=0)), move(self.edge_option), move(self.gate_index),
                 move(self.gate_logit), move(self.gate_first_edge), move(self.choice_index), move(self.choice_logit),
                 move(self.membership),
@@ -173,8 +178,8 @@ class _DeviceTables:
     edge_dst: torch.Tensor
     stochastic: torch.Tensor
     stochastic_index: torch.Tensor
-    levels_in: list[tuple[torch.Tensor, torch.Tensor]]  # see Structure.levels_in
-    levels_out: list[tuple[torch.Tensor, torch.Tensor]]
+    levels_in: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # see Structure.levels_in
+    levels_out: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     edge_decision: torch.Tensor  # fixed edges point at decision 0; ``stochastic`` masks them out
     edge_option: torch.Tensor
     gate_index: torch.Tensor
@@ -471,7 +476,8 @@ class Executor:
             return None
         layer = self._dst[incoming[0]]
         rows = self._layer_rows(layer)
-        count = self._active[rows][:, list(incoming)].sum(dim=1).clamp(min=1).to(acc.device, acc.dtype)
+        # the layer's edges first: indexing every edge's column by rows copied [rows, edges] per layer
+        count = self._active[:, list(incoming)][rows].sum(dim=1).clamp(min=1).to(acc.device, acc.dtype)
         return acc / count.view((-1,) + (1,) * (acc.dim() - 1))
 
     def place(self, edge: int, module: nn.Module, x: torch.Tensor | None, acc: torch.Tensor | None,
