@@ -230,7 +230,12 @@ def staging_directory(target: str | Path) -> Path:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}.", dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}.", dir=target.parent))
+        # mkdtemp makes 0700: the directory that replaces ``target`` keeps its mode, a new one gets
+        # the usual one (0755 under umask 022), as mkdir would have made it
+        mode = stat.S_IMODE(target.stat().st_mode) if target.is_dir() else 0o777 & ~_umask()
+        os.chmod(staging, mode)
+        return staging
     except OSError as exc:
         raise OutputError(f"{target}: cannot write there ({describe(exc)})") from None
 

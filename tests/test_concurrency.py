@@ -104,3 +104,20 @@ def test_the_level_tables_of_a_deep_chain_grow_with_its_edges_not_edges_times_la
     proposal = torch.rand((5, len(src))) < 0.9
     for got, want in zip(by_levels(structure, proposal), by_bits(structure, proposal)):
         assert torch.equal(got, want)
+
+
+def test_a_replaced_output_directory_gets_the_mode_mkdir_gives_or_keeps_its_own(tmp_path):
+    from bsnc.files import replace_directory, staging_directory
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "export"
+        staging = staging_directory(target)
+        replace_directory(staging, target)
+        assert stat.S_IMODE(target.stat().st_mode) == 0o755  # not mkdtemp's 0700
+        target.chmod(0o750)
+        staging = staging_directory(target)
+        replace_directory(staging, target)
+        assert stat.S_IMODE(target.stat().st_mode) == 0o750
+    finally:
+        os.umask(old)
