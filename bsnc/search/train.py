@@ -357,7 +357,15 @@ class Trainer:
         data.check_compatible(self.splits.info, self.network)
         self.empty_loss = rewards.empty_loss(self.network.layer(self.network.output).shape[0])
         self._prepare_run_dir()
+        try:
+            self._build(config, initial)
+        except BaseException:
+            if self._lock is not None:  # held since _prepare_run_dir: let the run directory go
+                self._lock.release()
+            raise
 
+    def _build(self, config: TrainConfig, initial: dict[str, Any] | None) -> None:
+        """The model, optimisers and schedules, and a resumed run's state."""
         torch.manual_seed(config.seed)
         self.core = compile_network(self.network)()
         if initial is not None:
