@@ -79,14 +79,15 @@ class _Group(click.Group):
         from bsnc.files import describe
 
         _tolerant_streams()
+        restore = _stop_on_sigterm()
         try:
             result = super().invoke(ctx)
             sys.stdout.flush()  # a full or closed stdout fails here, not at exit
             return result
         except BsncError as exc:
             raise _ReportedError(exc) from None
-        except KeyboardInterrupt:
-            raise _ReportedError(Interrupted("interrupted")) from None
+        except KeyboardInterrupt as stop:
+            raise _ReportedError(Interrupted.of(stop)) from None
         except BrokenPipeError:
             _silence_stdout()  # `bsnc ... | head`: the reader has what it wanted
             sys.exit(1)
@@ -95,6 +96,27 @@ class _Group(click.Group):
                 _silence_stdout()
                 raise _ReportedError(BsncError(f"cannot write the output ({describe(exc)})")) from None
             raise _ReportedError(BsncError(f"{exc.filename}: {describe(exc)}")) from None
+        finally:
+            restore()
+
+
+def _stop_on_sigterm() -> Callable[[], None]:
+    """Until the returned function is called, SIGTERM stops the command as Ctrl-C does (a
+    message, the last checkpoint named, a sweep's trainings stopped too) with exit status 143,
+    instead of killing it where it stands. Left alone when something else already handles it."""
+    import signal
+    import threading
+
+    from bsnc.errors import Terminated
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _tolerant_streams() -> None:

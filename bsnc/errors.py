@@ -136,7 +136,22 @@ class NoArchitectureError(BsncError):
     exit_code = 3
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, how a scheduler (SLURM, Kubernetes, `docker stop`) asks a job to stop: raised
+    where Ctrl-C's KeyboardInterrupt would be, for the same clean stop."""
+
+
 class Interrupted(BsncError):
-    """The user pressed Ctrl-C; the CLI exits with status 130 (128 + SIGINT), as shells expect."""
+    """The user pressed Ctrl-C (exit status 130, 128 + SIGINT, as shells expect), or the process
+    was sent SIGTERM (143)."""
 
     exit_code = 130
+
+    @classmethod
+    def of(cls, signal: KeyboardInterrupt, detail: str = "") -> Interrupted:
+        """The error for a KeyboardInterrupt (or :class:`Terminated`), with ``detail`` after it."""
+        terminated = isinstance(signal, Terminated)
+        error = cls(("terminated" if terminated else "interrupted") + (f"; {detail}" if detail else ""))
+        if terminated:
+            error.exit_code = 143
+        return error

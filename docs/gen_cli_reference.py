@@ -36,8 +36,8 @@ everywhere. The language the `FILE` arguments are written in is described in
 [language.md](language.md#errors)), a bad `-D` value, a missing dataset, a run directory in the
 way, a file that is not in canonical form (`fmt --check`). 2 for a command line click itself
 refuses: an unknown option, a missing argument, a value outside an option's range. 130 after
-Ctrl-C (training stops with its last checkpoint whole and says which epoch `--resume` continues
-from). No command shows a Python traceback for a mistake in its input, an output path it cannot
+Ctrl-C, 143 after SIGTERM (how SLURM, Kubernetes or `docker stop` ask a job to stop): training
+stops with its last checkpoint whole and says which epoch `--resume` continues from. No command shows a Python traceback for a mistake in its input, an output path it cannot
 write (a missing or read-only directory, a full disk, a full stdout), a special file (a FIFO or a
 device is refused without being read) or a damaged checkpoint; a NaN or infinite numeric option
 is refused with its name.

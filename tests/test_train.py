@@ -249,6 +249,28 @@ def test_ctrl_c_exits_130_after_a_resumable_checkpoint(tiny, tmp_path, monkeypat
     assert [r["epoch"] for r in _metrics(run)] == [1, 2]
 
 
+def test_sigterm_stops_training_as_ctrl_c_does_with_status_143(tiny, tmp_path, monkeypatch):
+    """SLURM, Kubernetes and `docker stop` send SIGTERM: the same clean stop as Ctrl-C, the last
+    checkpoint named, instead of a silent kill (exit 143 with no word)."""
+    import os
+    import signal
+
+    original = Trainer.train_epoch
+
+    def terminated(self, epoch, phase):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, epoch, phase)
+
+    monkeypatch.setattr(Trainer, "train_epoch", terminated)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(tiny), "--data", "fake", "--budget", "20k", "--epochs", "2",
+                                       "--batch-size", "32", "--run-dir", str(run), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 143, result.output
+    assert f"error: terminated; the last good checkpoint is {run / 'ckpt.pt'} (epoch 1)" in result.stderr
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the command's handler is gone with it
+
+
 def test_config_file_sets_defaults_that_flags_override(tiny, tmp_path):
     config = tmp_path / "train.toml"
     config.write_text('data = "fake"\nbudget = "20k"\nepochs = 2\nbatch-size = 32\ndevice = "cpu"\n')

@@ -927,9 +927,9 @@ def train(config: TrainConfig, datasets: Any = None, initial: dict[str, Any] | N
         result = trainer.run()
         trainer.dist.barrier()  # every process is done before any tears its group down
         return result
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         # checkpoints are written atomically: the last one is whole, whatever the moment of Ctrl-C
-        raise Interrupted(f"interrupted; {trainer._last_checkpoint()}") from None
+        raise Interrupted.of(stop, trainer._last_checkpoint()) from None
     finally:
         trainer.release()
 
