@@ -236,6 +236,8 @@ def staging_directory(target: str | Path) -> Path:
         mode = stat.S_IMODE(target.stat().st_mode) if target.is_dir() else 0o777 & ~_umask()
         os.chmod(staging, mode)
         return staging
+    except FileExistsError:  # mkdir(exist_ok=True) of a path that is there but no directory
+        raise OutputError(f"{target}: cannot write there ({target.parent} is not a directory)") from None
     except OSError as exc:
         raise OutputError(f"{target}: cannot write there ({describe(exc)})") from None
 

@@ -1,4 +1,5 @@
-"""Two bsnc processes on one run or sweep directory, and Ctrl-C of a sweep."""
+"""Run, sweep and output directories: one writer each, Ctrl-C of a sweep, and what an output
+directory is made as (its mode, a file in the way)."""
 
 from __future__ import annotations
 
@@ -84,23 +85,6 @@ def test_ctrl_c_stops_a_sweep_and_its_running_training_and_starts_no_other(tmp_p
     sweep.DirectoryLock(tmp_path / "out", "next sweep").release()  # and the sweep let go of --out
 
 
-def test_the_level_tables_of_a_deep_chain_grow_with_its_edges_not_edges_times_layers():
-    import torch
-
-    from bsnc.codegen.connectivity import by_bits, by_levels
-    from bsnc.codegen.runtime import Structure
-
-    n = 3000  # layers in a chain, each joined to the next by two edges: 3,000 levels
-    src = [i for i in range(n - 1) for _ in range(2)]
-    dst = [i + 1 for i in range(n - 1) for _ in range(2)]
-    structure = Structure(n, 0, n - 1, src, dst, [True] * len(src))
-    held = sum(t.numel() for group in structure.levels_in + structure.levels_out for t in group)
-    assert held <= 6 * len(src)  # a dense [edges, layers] incidence per level held 2 * 6,000 * 3,000
-    proposal = torch.rand((5, len(src))) < 0.9
-    for got, want in zip(by_levels(structure, proposal), by_bits(structure, proposal)):
-        assert torch.equal(got, want)
-
-
 def test_a_replaced_output_directory_gets_the_mode_mkdir_gives_or_keeps_its_own(tmp_path):
     from bsnc.files import replace_directory, staging_directory
 
@@ -116,3 +100,11 @@ def test_a_replaced_output_directory_gets_the_mode_mkdir_gives_or_keeps_its_own(
         assert stat.S_IMODE(target.stat().st_mode) == 0o750
     finally:
         os.umask(old)
+
+
+def test_an_output_directory_under_a_file_names_the_file(tmp_path):
+    from bsnc.files import staging_directory
+
+    (tmp_path / "ckpt.pt").write_text("")
+    with pytest.raises(OutputError, match=r"ckpt.pt/x: cannot write there \(.*ckpt.pt is not a directory\)"):
+        staging_directory(tmp_path / "ckpt.pt" / "x")

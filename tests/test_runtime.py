@@ -256,3 +256,20 @@ def test_a_structure_refuses_layers_out_of_topological_order():
 
     with pytest.raises(ValueError, match="topological order"):
         Structure(3, 0, 1, [0, 2], [2, 1], [True, True])
+
+
+def test_the_level_tables_of_a_deep_chain_grow_with_its_edges_not_edges_times_layers():
+    import torch
+
+    from bsnc.codegen.connectivity import by_bits, by_levels
+    from bsnc.codegen.runtime import Structure
+
+    n = 3000  # layers in a chain, each joined to the next by two edges: 3,000 levels
+    src = [i for i in range(n - 1) for _ in range(2)]
+    dst = [i + 1 for i in range(n - 1) for _ in range(2)]
+    structure = Structure(n, 0, n - 1, src, dst, [True] * len(src))
+    held = sum(t.numel() for group in structure.levels_in + structure.levels_out for t in group)
+    assert held <= 6 * len(src)  # a dense [edges, layers] incidence per level held 2 * 6,000 * 3,000
+    proposal = torch.rand((5, len(src))) < 0.9
+    for got, want in zip(by_levels(structure, proposal), by_bits(structure, proposal)):
+        assert torch.equal(got, want)
