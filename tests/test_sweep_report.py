@@ -311,3 +311,14 @@ def test_report_follows_the_latest_link_of_a_runs_directory(tmp_path, monkeypatc
     result = CliRunner().invoke(main, ["report", "runs", "-o", "runs/report"])
     assert result.exit_code == 0, result.output
     assert (runs / "report" / "runs" / "loss_accuracy.png").is_file()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_run_log_that_cannot_be_written_is_named():
+    """On a full disk the log's write failed with an OSError naming no file, which the CLI took
+    for its own output: "cannot write the output"."""
+    from bsnc.errors import BsncError
+    from bsnc.search.sweep import execute
+
+    with pytest.raises(BsncError, match=r"^/dev/full: cannot write the run's log \(no space left on the device\)"):
+        execute([sys.executable, "-c", "pass"], "/dev/full", {})

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bsnc.errors import BsncError, UsageError, brief, display_path
-from bsnc.files import DirectoryLock, atomic_write_text
+from bsnc.files import DirectoryLock, atomic_write_text, describe
 
 STATUS_FILE = "sweep-status.json"
 # train options the sweep sets itself, per run
@@ -143,9 +143,8 @@ def execute(cmd: Sequence[str], log_path: str, env: Mapping[str, str]) -> tuple[
     """Run one training command, its output appended to ``log_path``: (exit status, seconds,
     the last line it printed on stderr). Runs on this machine or inside a Ray task."""
     start = time.perf_counter()
-    with open(log_path, "ab") as log:
-        log.write(f"$ {' '.join(cmd)}\n".encode())
-        log.flush()
+    with open(log_path, "ab", buffering=0) as log:  # unbuffered: a failed write leaves nothing for close
+        _write_log(log, log_path, f"$ {' '.join(cmd)}\n".encode())
         with _STARTING:
             if _STOP.is_set():  # the sweep was interrupted: start nothing more
                 return 130, 0.0, "interrupted"
@@ -156,9 +155,18 @@ def execute(cmd: Sequence[str], log_path: str, env: Mapping[str, str]) -> tuple[
                 _, stderr = child.communicate()
             finally:
                 _CHILDREN.discard(child)
-        log.write(stderr)
+        _write_log(log, log_path, stderr)
     lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
     return child.returncode, time.perf_counter() - start, lines[-1] if lines else ""
+
+
+def _write_log(log: Any, log_path: str, data: bytes) -> None:
+    """Append to a run's log, naming the log when that fails (a full disk): the OSError of a
+    write names no file, and read as a failure to print the output."""
+    try:
+        log.write(data)
+    except OSError as exc:
+        raise BsncError(f"{log_path}: cannot write the run's log ({describe(exc)})") from None
 
 
 _CHILDREN: set[subprocess.Popen] = set()  # the trainings this process is running (not on Ray)
