@@ -119,7 +119,7 @@ def train(network: str | Path | nn.Module, data: Any = "digits", *, defines: Map
         return _train(config, given, initial)
     except BaseException:
         if run_dir is None and not config.resume:
-            discard_run_dir(chosen, created)  # a run that stopped before writing anything leaves no trace
+            discard_run_dir(chosen, created)  # a run that stopped before its first checkpoint leaves no trace
         raise
 
 

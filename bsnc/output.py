@@ -154,12 +154,14 @@ def missing_dirs(path: Path) -> list[Path]:
 
 
 def discard_run_dir(run_dir: Path, created: Sequence[Path] = ()) -> None:
-    """Undo `choose_run_dir` for a run that failed before writing anything: remove the empty
-    numbered directory, point ``latest`` back at the newest run left (or remove it), and remove
-    the directories of ``created`` (`missing_dirs` before the run) that are left empty."""
+    """Undo `choose_run_dir` for a run that stopped before its first checkpoint (it holds its
+    config.json at most, nothing to resume from or export): remove the numbered directory, point
+    ``latest`` back at the newest run left (or remove it), and remove the directories of
+    ``created`` (`missing_dirs` before the run) that are left empty."""
     try:
-        if any(run_dir.iterdir()):
+        if {p.name for p in run_dir.iterdir()} - {"config.json"}:
             return
+        (run_dir / "config.json").unlink(missing_ok=True)
         run_dir.rmdir()
     except OSError:
         return

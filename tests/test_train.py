@@ -249,6 +249,20 @@ def test_ctrl_c_exits_130_after_a_resumable_checkpoint(tiny, tmp_path, monkeypat
     assert [r["epoch"] for r in _metrics(run)] == [1, 2]
 
 
+def test_ctrl_c_before_the_first_checkpoint_leaves_no_numbered_run(tiny, tmp_path, monkeypatch):
+    """The run held only config.json, and `latest` pointed at it: --resume then failed with
+    "holds no ckpt.pt"."""
+    def interrupted(self, epoch, phase):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["train", str(tiny), "--data", "fake", "--budget", "20k", "--epochs", "2",
+                                       "--device", "cpu", "--quiet"])
+    assert result.exit_code == 130 and "no checkpoint was written yet" in result.stderr, result.output
+    assert not (tmp_path / "runs").exists()
+
+
 def test_sigterm_stops_training_as_ctrl_c_does_with_status_143(tiny, tmp_path, monkeypatch):
     """SLURM, Kubernetes and `docker stop` send SIGTERM: the same clean stop as Ctrl-C, the last
     checkpoint named, instead of a silent kill (exit 143 with no word)."""
