@@ -103,23 +103,23 @@ class FlopsCost(Cost):
     def __init__(self, network: Network):
         super().__init__(network)
         self.edge_macs = torch.tensor([float(e.macs()) for e in network.edges], dtype=torch.float64)
-        dst = torch.tensor([network.layer_index[e.dst] for e in network.edges], dtype=torch.long)
-        self.incidence = torch.zeros((len(network.edges), len(network.layers)), dtype=torch.float64)
-        self.incidence[torch.arange(len(network.edges)), dst] = 1.0
-        # an edge through `zero` adds nothing to its layer, and concatenation adds nothing at all
-        for i, edge in enumerate(network.edges):
-            if any(op.prim == "zero" for op in edge.ops) or network.layer(edge.dst).aggregate == "concat":
-                self.incidence[i] = 0.0
+        # the edges that add an input to their layer (an edge through `zero` adds nothing, and
+        # concatenation adds nothing at all) and that layer: index lists, not a dense [edges,
+        # layers] incidence, which took memory and time quadratic in the depth of a network
+        adds = [i for i, edge in enumerate(network.edges)
+                if not any(op.prim == "zero" for op in edge.ops) and network.layer(edge.dst).aggregate != "concat"]
+        self.adding = torch.tensor(adds, dtype=torch.long)
+        self.adding_dst = torch.tensor([network.layer_index[network.edges[i].dst] for i in adds], dtype=torch.long)
         self.layer_numel = torch.tensor([float(math.prod(layer.shape)) for layer in network.layers], dtype=torch.float64)
-        self.incidence32 = self.incidence.to(torch.float32)
-        self.edge_weight = self.edge_macs + self.incidence @ self.layer_numel
+        self.edge_weight = self.edge_macs.clone()
+        self.edge_weight[self.adding] += self.layer_numel[self.adding_dst]
         self.discount = SlotDiscount(network, head_macs)
 
     def __call__(self, active: torch.Tensor) -> torch.Tensor:
         # sum over layers of numel * max(0, inputs - 1) = a @ (macs + numel of dst) - present @ numel
-        a = torch.as_tensor(active).to(torch.float32)
-        present = (a @ self.incidence32) > 0
-        value = a.to(torch.float64) @ self.edge_weight - present.to(torch.float64) @ self.layer_numel
+        a = as_float_masks(active)
+        present = self._inputs(a) > 0
+        value = a @ self.edge_weight - present.to(torch.float64) @ self.layer_numel
         return value - self.discount(active) if self.discount else value
 
     def per_edge(self) -> torch.Tensor:
@@ -130,8 +130,15 @@ class FlopsCost(Cost):
         return self.edge_macs - self.discount.per_edge(active)
 
     def additions_per_layer(self, active: torch.Tensor) -> torch.Tensor:
-        inputs = as_float_masks(active) @ self.incidence
+        inputs = self._inputs(as_float_masks(active))
         return (inputs - 1).clamp(min=0) * self.layer_numel
+
+    def _inputs(self, a: torch.Tensor) -> torch.Tensor:
+        """[..., L] how many active edges add an input to each layer, for masks ``a`` [..., E]."""
+        counts = a.new_zeros(a.shape[:-1] + (len(self.layer_numel),))
+        if not len(self.adding):
+            return counts
+        return counts.index_add_(-1, self.adding_dst.to(a.device), a.index_select(-1, self.adding.to(a.device)))
 
 
 class ParamsCost(Cost):
