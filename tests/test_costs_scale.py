@@ -5,7 +5,6 @@ the batch's masks by it."""
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -62,10 +61,8 @@ def test_sparse_flops_equal_the_dense_formula(name, overrides):
 def test_a_deep_chain_costs_in_linear_memory(tmp_path):
     (tmp_path / "chain.bsn").write_text(CHAIN)
     network = load_network(tmp_path / "chain.bsn", {"n": "3000"})
-    start = time.perf_counter()
     cost = FlopsCost(network)
     held = sum(t.numel() for t in vars(cost).values() if isinstance(t, torch.Tensor))
     assert held <= 4 * (len(network.edges) + len(network.layers))  # a dense incidence was 2 x 6,002 x 3,003
     full = cost(torch.ones((64, len(network.edges)), dtype=torch.bool))
-    assert time.perf_counter() - start < 20
     assert float(full[0]) == pytest.approx(float(cost.full()))
