@@ -391,7 +391,7 @@ class Executor:
         active = arch.active_cpu()  # one device sync for the whole pass
         self._active = active
         self.counts: list[int] = active.sum(dim=0).tolist()
-        present = (active.to(torch.float32) @ _incidence(structure)) > 0
+        present = _entered(structure, active)
         present[:, structure.input_index] = True
         self._sizes: list[int] = present.sum(dim=0).tolist()
         # row indices are worked out in numpy: a tensor operation costs ~5 us whatever its size,
@@ -529,7 +529,7 @@ class DenseExecutor:
         self.layout = layout
         self.structure = structure
         self._active = arch.active
-        self._present = (arch.active.to(torch.float32) @ _incidence(structure, arch.active.device)) > 0
+        self._present = _entered(structure, arch.active)
         self._reached = ~arch.inconsistent
         self._src = structure.src_list
         self._dst = structure.dst_list
@@ -610,16 +610,12 @@ def _same_precision(acc: torch.Tensor | None, y: torch.Tensor) -> tuple[torch.Te
     return acc.to(dtype), y.to(dtype)
 
 
-def _incidence(structure: Structure, device: torch.device | None = None) -> torch.Tensor:
-    """[E, L] float: edge e enters layer l. Cached on the structure, per device."""
-    cache = structure.__dict__.setdefault("_incidence", {})
-    key = torch.device("cpu") if device is None else device
-    cached = cache.get(key)
-    if cached is None:
-        cached = torch.zeros((structure.n_edges, structure.n_layers))
-        cached[torch.arange(structure.n_edges), structure.edge_dst] = 1.0
-        cached = cache[key] = cached.to(key)
-    return cached
+def _entered(structure: Structure, active: torch.Tensor) -> torch.Tensor:
+    """[B, L] bool: whether an active edge of ``active`` [B, E] enters each layer (a sum over each
+    layer's edges by index_add: a dense [E, L] incidence grew with the square of a deep network)."""
+    dst = structure.on(active.device).edge_dst
+    counts = torch.zeros((active.shape[0], structure.n_layers), dtype=torch.float32, device=active.device)
+    return counts.index_add_(1, dst, active.to(torch.float32)) > 0
 
 
 _BATCH_NORMS: "weakref.WeakKeyDictionary[nn.Module, list[nn.Module]]" = weakref.WeakKeyDictionary()
