@@ -139,6 +139,26 @@ def test_unsafe_checkpoint_is_explained_in_bsncs_words(trained, tmp_path: Path) 
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("content", [b"hello\n", b'{"epoch": 1}\n', b""], ids=["text", "json", "empty"])
+def test_a_file_torch_did_not_write_is_no_checkpoint(trained, tmp_path: Path, content: bytes) -> None:
+    """A text file read as "KeyError: 105"; metrics.jsonl as holding unsafe Python objects."""
+    source, run, _ = trained
+    copy = tmp_path / "run"
+    copy.mkdir()
+    (copy / "ckpt.pt").write_bytes(content)
+    for name, args in _commands(source, copy, tmp_path / "out").items():
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, (name, result.output)
+        assert "ckpt.pt: not a checkpoint (a file torch.save wrote, as bsnc does)" in result.stderr, (name, result.stderr)
+
+
+def test_a_run_dir_that_is_no_directory_says_what_it_is(trained, tmp_path: Path) -> None:
+    source, _, _ = trained
+    result = CliRunner().invoke(main, ["train", str(source), "--data", "fake", "--budget", "1M", "--epochs", "1",
+                                       "--device", "cpu", "--run-dir", "/dev/null", "--quiet"])
+    assert result.exit_code == 1 and "--run-dir /dev/null: it is a character device, not a directory" in result.stderr
+
+
 def test_use_it_hint_is_python_that_names_the_exported_files(trained, tmp_path: Path) -> None:
     import ast
 

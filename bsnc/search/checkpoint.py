@@ -33,6 +33,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise BsncError(f"{path}: no checkpoint there")
     if not stat.S_ISREG(path.stat().st_mode):
         raise BsncError(f"{path}: not a regular file; expected a checkpoint")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip archive, or its legacy pickle
+        raise BsncError(f"{path}: not a checkpoint (a file torch.save wrote, as bsnc does); give a run "
+                        "directory, its ckpt.pt or best.pt, or a Pareto point's pareto/epoch-N.pt")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:

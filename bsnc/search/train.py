@@ -442,6 +442,9 @@ class Trainer:
     def _prepare_run_dir(self) -> None:
         if not self.dist.main:
             return
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            kind = "a file" if self.run_dir.is_file() else kind_of(self.run_dir)
+            raise UsageError(f"--run-dir {self.run_dir}: it is {kind}, not a directory")
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             probe = self.run_dir / ".write-test"
