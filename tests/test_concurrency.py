@@ -42,6 +42,8 @@ def test_training_refuses_a_run_directory_another_process_writes(tmp_path):
     with pytest.raises(OutputError, match="another bsnc process is writing"):
         train(_config(tiny, run))
     assert list(run.iterdir()) == []  # nothing of the refused run was written
+    with pytest.raises(OutputError, match="another bsnc process is writing"):  # not "holds no ckpt.pt"
+        train(_config(tiny, run, resume=True))
     other.release()
     train(_config(tiny, run))  # the run, once free, trains; and lets go of it when done
     DirectoryLock(run, "after").release()

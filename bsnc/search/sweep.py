@@ -139,6 +139,11 @@ def _threads(jobs: int) -> str:
     return str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
 
 
+_CHILDREN: set[subprocess.Popen] = set()  # the trainings this process is running (not on Ray)
+_STOP = threading.Event()  # set on Ctrl-C: no further training starts
+_STARTING = threading.Lock()  # a training starts, or the sweep stops, not both at once
+
+
 def execute(cmd: Sequence[str], log_path: str, env: Mapping[str, str]) -> tuple[int, float, str]:
     """Run one training command, its output appended to ``log_path``: (exit status, seconds,
     the last line it printed on stderr). Runs on this machine or inside a Ray task."""
@@ -167,11 +172,6 @@ def _write_log(log: Any, log_path: str, data: bytes) -> None:
         log.write(data)
     except OSError as exc:
         raise BsncError(f"{log_path}: cannot write the run's log ({describe(exc)})") from None
-
-
-_CHILDREN: set[subprocess.Popen] = set()  # the trainings this process is running (not on Ray)
-_STOP = threading.Event()  # set on Ctrl-C: no further training starts
-_STARTING = threading.Lock()  # a training starts, or the sweep stops, not both at once
 
 
 def _interrupt_children() -> None:

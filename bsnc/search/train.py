@@ -434,6 +434,8 @@ class Trainer:
     def _check_run_dir(self) -> None:
         exists = (self.run_dir / "ckpt.pt").exists()
         if self.config.resume and not exists:
+            if self.run_dir.is_dir():  # a run still in its first epoch: say that, not "no ckpt.pt"
+                DirectoryLock(self.run_dir, f"--run-dir {self.run_dir}").release()
             raise UsageError(f"--resume: {self.run_dir} holds no ckpt.pt to resume from")
         if not self.config.resume and exists:
             raise UsageError(f"--run-dir {self.run_dir}: a run is already there; pass --resume to continue it "
