@@ -861,8 +861,8 @@ def sweep(file: Path, defines: dict[str, str], budgets: str, seeds: str, out: Pa
     else:
         click.echo(f"wrote {out / 'results.csv'} and {out / 'results.json'} ({len(results)} runs)")
     if failed:
-        raise click.ClickException(f"{len(failed)} of {len(results)} runs failed: "
-                                   + ", ".join(r.name for r in failed) + f"; their logs are in {out / 'runs'}")
+        raise BsncError(f"{len(failed)} of {len(results)} runs failed: "
+                        + ", ".join(r.name for r in failed) + f"; their logs are in {out / 'runs'}")
 
 
 def _check_train_args(file: Path, args: tuple[str, ...]) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def test_a_failed_run_is_reported_and_does_not_stop_the_others(tiny, tmp_path):
     (broken / "ckpt.pt").write_bytes(b"not a checkpoint")
     result = _sweep(tiny, out, "--no-baseline", budgets="30%,100%,150%")
     assert result.exit_code == 1
-    assert "2 of 3 runs failed: budget-30pct_seed-0, budget-150pct_seed-0" in result.output
+    assert "error: 2 of 3 runs failed: budget-30pct_seed-0, budget-150pct_seed-0" in result.output  # as every error
     rows = _rows(out)
     assert rows["budget-30pct_seed-0"]["status"] == "failed"
     assert rows["budget-30pct_seed-0"]["error"].startswith("exit 3: error: no epoch of this run chose an architecture")
