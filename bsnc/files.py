@@ -77,13 +77,14 @@ def read_regular(path: str | Path, limit: int, shown: str | None = None) -> byte
 
 
 def kind_of(path: Path) -> str:
-    """What ``path`` is when it is no regular file: "a FIFO", "a directory"..."""
+    """What ``path`` is, for a message: "a file", "a FIFO", "a directory"..."""
     return _kind(path.stat().st_mode)
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+    for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
         if test(mode):
             return name
     return "a special file"
@@ -298,6 +299,12 @@ class DirectoryLock:
                                   "finish (or stop it) before starting another there") from None
             return  # a file system without locks (some network ones): go on unlocked
         self._fd = fd
+
+    def __enter__(self) -> DirectoryLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def release(self) -> None:
         if self._fd is not None:

@@ -55,7 +55,7 @@ def read_records(run_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-def kind_of(path: Path) -> str:
+def directory_kind(path: Path) -> str:
     """'sweep' (results.json), 'run' (metrics.jsonl), or an error naming what was expected."""
     if (path / "results.json").is_file():
         return "sweep"
@@ -462,7 +462,7 @@ def report(paths: Sequence[Path], out: Path) -> tuple[Path, list[Figure]]:
 
     for given in paths:
         path = follow_latest(given)
-        kind = kind_of(path)
+        kind = directory_kind(path)
         stem = fresh_name(given.resolve().name or "run", used, separator="-", first=2)
         if kind == "sweep":
             sections += sweep_sections(path, out / stem)

@@ -112,8 +112,7 @@ def logger_path_problem(names: Sequence[str], run_dir: Path) -> str | None:
         if not path.exists():
             continue
         if name == "tensorboard" and not path.is_dir():
-            kind = "a file" if path.is_file() else kind_of(path)
-            return f"{path.name} is {kind}, not the directory --logger tensorboard writes in"
+            return f"{path.name} is {kind_of(path)}, not the directory --logger tensorboard writes in"
         if name == "csv" and not path.is_file():
             return f"{path.name} is {kind_of(path)}, not a file --logger csv can write"
     return None

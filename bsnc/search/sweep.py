@@ -346,11 +346,8 @@ def run_sweep(spec: SweepSpec, on_result: Callable[[RunResult], None] | None = N
     except OSError as exc:
         raise UsageError(f"--out {spec.out}: cannot write there ({exc.strerror})") from None
     # two sweeps of one --out would train the same runs at once and rewrite each other's tables
-    lock = DirectoryLock(spec.out, f"--out {spec.out}")
-    try:
+    with DirectoryLock(spec.out, f"--out {spec.out}"):
         return _run_sweep(spec, runs_root, on_result)
-    finally:
-        lock.release()
 
 
 def _run_sweep(spec: SweepSpec, runs_root: Path,

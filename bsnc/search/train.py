@@ -445,8 +445,7 @@ class Trainer:
         if not self.dist.main:
             return
         if self.run_dir.exists() and not self.run_dir.is_dir():
-            kind = "a file" if self.run_dir.is_file() else kind_of(self.run_dir)
-            raise UsageError(f"--run-dir {self.run_dir}: it is {kind}, not a directory")
+            raise UsageError(f"--run-dir {self.run_dir}: it is {kind_of(self.run_dir)}, not a directory")
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             probe = self.run_dir / ".write-test"
